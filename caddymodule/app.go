@@ -1,0 +1,192 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/paybridge/caddy-paybridge/handlers"
+	"github.com/paybridge/caddy-paybridge/payment"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// App is the `paybridge` app: the payment store, the gateways (PSPs) and the
+// background workers every paybridge handler of a config shares.
+type App struct {
+	// Storage is the Badger directory. Default: "paybridge" in Caddy's
+	// data directory.
+	Storage string `json:"storage,omitempty"`
+	// ReconcileInterval is how often pending transactions are re-checked at
+	// the PSP. Default: 2s.
+	ReconcileInterval caddy.Duration `json:"reconcile_interval,omitempty"`
+	// MaxAge is how long outbound deliveries and background retries go on
+	// before giving up. Default: 72h.
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+	// GatewaysRaw are the payment gateways by name; each is a module of
+	// namespace paybridge.gateways named by its "type".
+	GatewaysRaw map[string]json.RawMessage `json:"gateways,omitempty" caddy:"namespace=paybridge.gateways inline_key=type"`
+
+	gateways map[string]GatewayModule
+	storage  string
+	logger   *zap.Logger
+
+	// commerceLayer is filled while the config is provisioned and only read
+	// once it has started, so it needs no lock.
+	commerceLayer map[string]*handlers.CommerceLayer
+
+	ready   chan struct{} // closed when Start has opened the store
+	runtime *runtime
+}
+
+// GatewayModule is implemented by paybridge.gateways modules.
+type GatewayModule interface {
+	// PaymentGateway is the PSP client the engine calls.
+	PaymentGateway() payment.Gateway
+	// WebhookSecrets verify the PSP's signed webhooks (nil: none accepted).
+	WebhookSecrets() [][]byte
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "paybridge",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision loads the gateways. It opens nothing: Caddy provisions a new
+// config before stopping the old one, and `caddy validate` provisions in a
+// second process, while Badger allows one open per directory.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	a.ready = make(chan struct{})
+	a.commerceLayer = make(map[string]*handlers.CommerceLayer)
+	a.storage = a.Storage
+	if a.storage == "" {
+		a.storage = filepath.Join(caddy.AppDataDir(), "paybridge")
+	}
+	abs, err := filepath.Abs(a.storage)
+	if err != nil {
+		return fmt.Errorf("storage %q: %v", a.storage, err)
+	}
+	a.storage = abs
+	a.gateways = make(map[string]GatewayModule)
+	if a.GatewaysRaw != nil {
+		mods, err := ctx.LoadModule(a, "GatewaysRaw")
+		if err != nil {
+			return fmt.Errorf("loading gateways: %v", err)
+		}
+		for name, m := range mods.(map[string]any) {
+			gm, ok := m.(GatewayModule)
+			if !ok {
+				return fmt.Errorf("gateway %q: module %T is not a payment gateway", name, m)
+			}
+			a.gateways[name] = gm
+		}
+	}
+	return nil
+}
+
+// Validate checks the durations.
+func (a *App) Validate() error {
+	if a.ReconcileInterval < 0 || a.MaxAge < 0 {
+		return fmt.Errorf("reconcile_interval and max_age must not be negative")
+	}
+	return nil
+}
+
+// Start opens (or shares) the store and its workers and makes this config
+// the one they serve.
+func (a *App) Start() error {
+	rt, err := acquireRuntime(a)
+	if err != nil {
+		return err
+	}
+	rt.serve(a)
+	a.runtime = rt
+	close(a.ready)
+	return nil
+}
+
+// Stop releases this config's hold on the store; it closes when the last
+// config using it is gone.
+func (a *App) Stop() error {
+	if a.runtime == nil {
+		return nil
+	}
+	a.runtime.leave(a)
+	return releaseRuntime(a.storage)
+}
+
+// engine waits (within ctx) for Start: Caddy starts apps in no fixed order,
+// so the HTTP server may take a request first.
+func (a *App) engine(ctx context.Context) (*payment.Engine, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	select {
+	case <-a.ready:
+		return a.runtime.engine, nil
+	case <-ctx.Done():
+		return nil, payment.ErrNotReady
+	}
+}
+
+// Gateway implements payment.GatewayResolver.
+func (a *App) Gateway(name string) (payment.Gateway, bool) {
+	g, ok := a.gateways[name]
+	if !ok {
+		return nil, false
+	}
+	return g.PaymentGateway(), true
+}
+
+func (a *App) gatewayModule(name string) (GatewayModule, bool) {
+	g, ok := a.gateways[name]
+	return g, ok
+}
+
+// defaultGateway is the gateway a handler uses when it names none: the only
+// one defined.
+func (a *App) defaultGateway() (string, error) {
+	switch len(a.gateways) {
+	case 0:
+		return "", fmt.Errorf("no gateway is defined: add `gateway <name> sandbox` (or another type) to the paybridge global option")
+	case 1:
+		for name := range a.gateways {
+			return name, nil
+		}
+	}
+	return "", fmt.Errorf("several gateways are defined: name one with `gateway <name>`")
+}
+
+// registerCommerceLayer makes h the destination of callbacks addressed to
+// its name. Names must be unique in a config.
+func (a *App) registerCommerceLayer(h *handlers.CommerceLayer) error {
+	if _, dup := a.commerceLayer[h.Name]; dup {
+		return fmt.Errorf("two commercelayer handlers are named %q: give each organization its own name", h.Name)
+	}
+	a.commerceLayer[h.Name] = h
+	return nil
+}
+
+func (a *App) commerceLayerHandler(name string) (*handlers.CommerceLayer, bool) {
+	h, ok := a.commerceLayer[name]
+	return h, ok
+}
+
+func (a *App) interval() time.Duration { return time.Duration(a.ReconcileInterval) }
+func (a *App) maxAge() time.Duration   { return time.Duration(a.MaxAge) }
+
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.Validator   = (*App)(nil)
+)

@@ -1,0 +1,192 @@
+package caddymodule
+
+import (
+	"encoding/json"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("paybridge", parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("paybridge", parseHandlerDirective)
+	// A paybridge handler answers every request it gets, like respond.
+	httpcaddyfile.RegisterDirectiveOrder("paybridge", httpcaddyfile.Before, "respond")
+}
+
+// parseGlobalOption parses
+//
+//	paybridge {
+//		storage <dir>
+//		reconcile_interval <duration>
+//		max_age <duration>
+//		gateway <name> <type> { <type's options> }
+//	}
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	if existing != nil {
+		return nil, d.Err("the paybridge global option is given twice")
+	}
+	app := new(App)
+	d.Next()
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch opt := d.Val(); opt {
+		case "storage":
+			if !d.Args(&app.Storage) || d.NextArg() {
+				return nil, d.ArgErr()
+			}
+		case "reconcile_interval", "max_age":
+			dur, err := durationArg(d)
+			if err != nil {
+				return nil, err
+			}
+			if opt == "max_age" {
+				app.MaxAge = dur
+			} else {
+				app.ReconcileInterval = dur
+			}
+		case "gateway":
+			var name, typ string
+			if !d.Args(&name, &typ) {
+				return nil, d.Err("usage: gateway <name> <type> { ... }")
+			}
+			if _, dup := app.GatewaysRaw[name]; dup {
+				return nil, d.Errf("gateway %q is defined twice", name)
+			}
+			info, err := caddy.GetModule("paybridge.gateways." + typ)
+			if err != nil {
+				return nil, d.Errf("unknown gateway type %q", typ)
+			}
+			unm, ok := info.New().(caddyfile.Unmarshaler)
+			if !ok {
+				return nil, d.Errf("gateway type %q cannot be configured from a Caddyfile", typ)
+			}
+			if err := unm.UnmarshalCaddyfile(d.NewFromNextSegment()); err != nil {
+				return nil, err
+			}
+			if app.GatewaysRaw == nil {
+				app.GatewaysRaw = make(map[string]json.RawMessage)
+			}
+			app.GatewaysRaw[name] = caddyconfig.JSONModuleObject(unm, "type", typ, nil)
+		default:
+			return nil, d.Errf("unknown paybridge option %q", opt)
+		}
+	}
+	return httpcaddyfile.App{Name: "paybridge", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// parseHandlerDirective parses
+//
+//	paybridge commercelayer {
+//		name <name>
+//		gateway <name>
+//		shared_secret <secret> [<previous secret>...]
+//		callback_url <url>
+//		max_body_size <size>
+//		deadline <duration>
+//		async_timeout <duration>
+//		unavailable async|fail
+//	}
+//	paybridge gateway <name>
+func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	h.Next()
+	var kind string
+	if !h.Args(&kind) {
+		return nil, h.Err("usage: paybridge commercelayer { ... } | paybridge gateway <name>")
+	}
+	handler := new(Handler)
+	switch kind {
+	case "commercelayer":
+		if h.NextArg() {
+			return nil, h.ArgErr()
+		}
+		cl, err := parseCommerceLayer(h.Dispenser)
+		if err != nil {
+			return nil, err
+		}
+		handler.CommerceLayer = cl
+	case "gateway":
+		if !h.Args(&handler.Gateway) || h.NextArg() {
+			return nil, h.Err("usage: paybridge gateway <name>")
+		}
+		if h.NextBlock(0) {
+			return nil, h.Err("paybridge gateway takes no block")
+		}
+	default:
+		return nil, h.Errf("unknown paybridge platform %q (supported: commercelayer, gateway)", kind)
+	}
+	return handler, nil
+}
+
+func parseCommerceLayer(d *caddyfile.Dispenser) (*CommerceLayerConfig, error) {
+	c := new(CommerceLayerConfig)
+	for d.NextBlock(0) {
+		switch opt := d.Val(); opt {
+		case "name", "gateway", "callback_url", "unavailable":
+			var v string
+			if !d.Args(&v) || d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			switch opt {
+			case "name":
+				c.Name = v
+			case "gateway":
+				c.Gateway = v
+			case "callback_url":
+				c.CallbackURL = v
+			case "unavailable":
+				if v != "async" && v != "fail" {
+					return nil, d.Errf("unavailable must be async or fail, not %q", v)
+				}
+				c.Unavailable = v
+			}
+		case "shared_secret":
+			c.SharedSecrets = append(c.SharedSecrets, d.RemainingArgs()...)
+			if len(c.SharedSecrets) == 0 {
+				return nil, d.ArgErr()
+			}
+		case "max_body_size":
+			var v string
+			if !d.Args(&v) || d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			n, err := humanize.ParseBytes(v)
+			if err != nil || n == 0 || n > 1<<30 {
+				return nil, d.Errf("max_body_size: bad size %q", v)
+			}
+			c.MaxBodySize = int64(n)
+		case "deadline", "async_timeout":
+			dur, err := durationArg(d)
+			if err != nil {
+				return nil, err
+			}
+			if opt == "deadline" {
+				c.Deadline = dur
+			} else {
+				c.AsyncTimeout = dur
+			}
+		default:
+			return nil, d.Errf("unknown commercelayer option %q", opt)
+		}
+	}
+	return c, nil
+}
+
+func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	opt := d.Val()
+	var v string
+	if !d.Args(&v) || d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	dur, err := caddy.ParseDuration(v)
+	if err != nil || dur <= 0 {
+		return 0, d.Errf("%s: bad duration %q", opt, v)
+	}
+	return caddy.Duration(dur), nil
+}

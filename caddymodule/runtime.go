@@ -1,0 +1,131 @@
+package caddymodule
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/caddyserver/caddy/v2"
+	
+	"github.com/paybridge/caddy-paybridge/delivery"
+	"github.com/paybridge/caddy-paybridge/handlers"
+	"github.com/paybridge/caddy-paybridge/payment"
+	"github.com/paybridge/caddy-paybridge/store"
+)
+
+// runtimes holds one open store, with its engine and workers, per absolute
+// storage path. Overlapping configs (a reload starts the new one before it
+// stops the old) share it, so Badger is opened once and never fights its own
+// directory lock.
+var runtimes = caddy.NewUsagePool()
+
+// runtime is what lives as long as some config uses a storage directory.
+type runtime struct {
+	store  *store.Store
+	engine *payment.Engine
+	worker *delivery.Worker
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	// current is the newest started config: gateways, handler names, URLs
+	// and secrets are looked up in it at the moment they are used.
+	current atomic.Pointer[App]
+}
+
+func acquireRuntime(a *App) (*runtime, error) {
+	v, _, err := runtimes.LoadOrNew(a.storage, func() (caddy.Destructor, error) {
+		return openRuntime(a)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*runtime), nil
+}
+
+func releaseRuntime(dir string) error {
+	_, err := runtimes.Delete(dir)
+	return err
+}
+
+func openRuntime(a *App) (*runtime, error) {
+	logger := a.logger
+	st, err := store.Open(store.Options{Dir: a.storage, Logger: logger.Named("store")})
+	if err != nil {
+		return nil, err
+	}
+	rt := &runtime{store: st}
+	rt.engine = payment.New(payment.Config{
+		Store:    st,
+		Gateways: rt,
+		Logger:   logger.Named("engine"),
+		Settings: rt.settings,
+	})
+	rt.engine.RegisterNotifier(handlers.PlatformCommerceLayer, handlers.CommerceLayerCallback)
+	rt.worker = &delivery.Worker{
+		Outbox:  st,
+		Resolve: rt.resolve,
+		Logger:  logger.Named("delivery"),
+		// Set when the store is opened: a reload that changes max_age
+		// applies to the worker after a restart.
+		MaxAge: a.maxAge(),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	rt.cancel = cancel
+	rt.wg.Add(2)
+	go func() { defer rt.wg.Done(); rt.engine.Run(ctx) }()
+	go func() { defer rt.wg.Done(); rt.worker.Run(ctx) }()
+	return rt, nil
+}
+
+// Destruct stops the workers and closes the store, when the last config
+// using it has stopped.
+func (rt *runtime) Destruct() error {
+	rt.cancel()
+	rt.wg.Wait()
+	return rt.store.Close()
+}
+
+func (rt *runtime) serve(a *App) {
+	rt.current.Store(a)
+	rt.engine.Kick()
+	rt.worker.Kick()
+}
+
+// leave forgets a stopping config unless a newer one already took over.
+func (rt *runtime) leave(a *App) { rt.current.CompareAndSwap(a, nil) }
+
+// Gateway implements payment.GatewayResolver over the live config.
+func (rt *runtime) Gateway(name string) (payment.Gateway, bool) {
+	a := rt.current.Load()
+	if a == nil {
+		return nil, false
+	}
+	return a.Gateway(name)
+}
+
+func (rt *runtime) settings() payment.Settings {
+	if a := rt.current.Load(); a != nil {
+		return payment.Settings{ReconcileInterval: a.interval(), MaxAge: a.maxAge()}
+	}
+	return payment.Settings{}
+}
+
+// resolve finds where a queued message goes in the live config. A message
+// whose handler was removed waits (and shows in the outbox) until a config
+// names it again or it ages out.
+func (rt *runtime) resolve(m payment.Message) (delivery.Destination, bool) {
+	a := rt.current.Load()
+	if a == nil {
+		return delivery.Destination{}, false
+	}
+	switch m.Kind {
+	case handlers.PlatformCommerceLayer:
+		h, ok := a.commerceLayerHandler(m.Target)
+		if !ok {
+			return delivery.Destination{}, false
+		}
+		url, header := h.CallbackDestination(m.Body)
+		return delivery.Destination{URL: url, Header: header}, true
+	}
+	return delivery.Destination{}, false
+}
+

@@ -1,0 +1,271 @@
+package handlers
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"strconv"
+	"strings"
+
+	"github.com/paybridge/caddy-paybridge/payment"
+)
+
+// clCall is a decoded Commerce Layer request.
+type clCall struct {
+	key           string // natural idempotency key, before the handler's name
+	token         string // capture, void, refund: the transaction token we issued
+	sourceToken   string // authorize, token: the payment source token
+	customerEmail string
+	amount        int64
+	currency      string
+	purchase      payment.Purchase
+}
+
+type jsonAPIDocument struct {
+	Data     *jsonAPIResource  `json:"data"`
+	Included []jsonAPIResource `json:"included"`
+}
+
+type jsonAPIResource struct {
+	ID            string                         `json:"id"`
+	Type          string                         `json:"type"`
+	Attributes    json.RawMessage                `json:"attributes"`
+	Relationships map[string]jsonAPIRelationship `json:"relationships"`
+}
+
+type jsonAPIRelationship struct {
+	Data json.RawMessage `json:"data"`
+}
+
+type clAttributes struct {
+	PaymentSourceToken string       `json:"payment_source_token"`
+	Token              string       `json:"token"`
+	CurrencyCode       string       `json:"currency_code"`
+	AmountCents        *json.Number `json:"amount_cents"`
+	CaptureAmountCents *json.Number `json:"capture_amount_cents"`
+	RefundAmountCents  *json.Number `json:"refund_amount_cents"`
+}
+
+type clOrderAttributes struct {
+	Number                    json.RawMessage `json:"number"`
+	CurrencyCode              string          `json:"currency_code"`
+	CustomerEmail             string          `json:"customer_email"`
+	TotalAmountWithTaxesCents *json.Number    `json:"total_amount_with_taxes_cents"`
+}
+
+// clDataTypes is the JSON:API type each action's data must have.
+var clDataTypes = map[string]string{
+	"authorize": "external_payments",
+	"capture":   "authorizations",
+	"void":      "authorizations",
+	"refund":    "captures",
+	"token":     "external_payments",
+}
+
+// timestampAttributes change between deliveries of one call, so they are
+// left out of its natural key.
+var timestampAttributes = []string{"created_at", "updated_at"}
+
+func invalid(msg string) *payment.Error {
+	return &payment.Error{Kind: payment.KindInvalidRequest, Code: payment.CodeInvalidRequest, Message: msg}
+}
+
+func invalidAmount(msg string) *payment.Error {
+	return &payment.Error{Kind: payment.KindInvalidAmount, Code: payment.CodeInvalidAmount, Message: msg}
+}
+
+// decodeCommerceLayer decodes a request for action. Errors name the field at
+// fault but never echo its value (it may be a token).
+func decodeCommerceLayer(action string, body []byte) (*clCall, *payment.Error) {
+	var doc jsonAPIDocument
+	if err := unmarshalNumbers(body, &doc); err != nil {
+		return nil, invalid("the body is not a JSON:API document")
+	}
+	if doc.Data == nil {
+		return nil, invalid("data is missing")
+	}
+	want := clDataTypes[action]
+	if doc.Data.Type != want {
+		return nil, invalid("data.type must be " + want + " for " + action)
+	}
+	if doc.Data.ID == "" {
+		return nil, invalid("data.id is missing")
+	}
+	var attrs clAttributes
+	if len(doc.Data.Attributes) == 0 || unmarshalNumbers(doc.Data.Attributes, &attrs) != nil {
+		return nil, invalid("data.attributes is missing or malformed")
+	}
+	key, err := naturalKey(action, doc.Data)
+	if err != nil {
+		return nil, invalid("data.attributes is not a JSON object")
+	}
+	call := &clCall{key: key}
+
+	switch action {
+	case "authorize", "token":
+		if attrs.PaymentSourceToken == "" {
+			return nil, invalid("data.attributes.payment_source_token is missing")
+		}
+		call.sourceToken = attrs.PaymentSourceToken
+		order, id, perr := includedOrder(&doc)
+		if perr != nil {
+			if action == "token" {
+				return call, nil // the order only adds the customer's email
+			}
+			return nil, perr
+		}
+		call.customerEmail = order.CustomerEmail
+		if action == "token" {
+			return call, nil
+		}
+		call.purchase = payment.Purchase{OrderID: id, OrderNumber: scalarString(order.Number)}
+		currency, ok := payment.NormalizeCurrency(order.CurrencyCode)
+		if !ok {
+			return nil, invalidAmount("the order's currency_code is missing or not an ISO 4217 code")
+		}
+		amount, perr := cents(order.TotalAmountWithTaxesCents, "the order's total_amount_with_taxes_cents")
+		if perr != nil {
+			return nil, perr
+		}
+		call.currency, call.amount = currency, amount
+	case "capture", "void", "refund":
+		if attrs.Token == "" {
+			return nil, invalid("data.attributes.token is missing")
+		}
+		call.token = attrs.Token
+		if attrs.CurrencyCode != "" {
+			currency, ok := payment.NormalizeCurrency(attrs.CurrencyCode)
+			if !ok {
+				return nil, invalidAmount("data.attributes.currency_code is not an ISO 4217 code")
+			}
+			call.currency = currency
+		}
+		if action == "void" {
+			return call, nil
+		}
+		partial := attrs.CaptureAmountCents
+		if action == "refund" {
+			partial = attrs.RefundAmountCents
+		}
+		if n, err := optionalCents(partial); err != nil {
+			return nil, err
+		} else if n > 0 {
+			call.amount = n
+			return call, nil
+		}
+		amount, perr := cents(attrs.AmountCents, "data.attributes.amount_cents")
+		if perr != nil {
+			return nil, perr
+		}
+		call.amount = amount
+	}
+	return call, nil
+}
+
+// includedOrder finds the order: the one data's relationship names, else
+// the first included order.
+func includedOrder(doc *jsonAPIDocument) (*clOrderAttributes, string, *payment.Error) {
+	var want string
+	if rel, ok := doc.Data.Relationships["order"]; ok && len(rel.Data) > 0 {
+		var ref struct{ ID, Type string }
+		if json.Unmarshal(rel.Data, &ref) == nil {
+			want = ref.ID
+		}
+	}
+	for i := range doc.Included {
+		r := &doc.Included[i]
+		if r.Type != "orders" || (want != "" && r.ID != want) {
+			continue
+		}
+		var o clOrderAttributes
+		if unmarshalNumbers(r.Attributes, &o) != nil {
+			return nil, "", invalid("the included order's attributes are malformed")
+		}
+		return &o, r.ID, nil
+	}
+	return nil, "", invalid("the order is not in included")
+}
+
+// cents parses a required positive integer amount.
+func cents(n *json.Number, what string) (int64, *payment.Error) {
+	if n == nil {
+		return 0, invalidAmount(what + " is missing")
+	}
+	v, err := strconv.ParseInt(n.String(), 10, 64)
+	if err != nil {
+		return 0, invalidAmount(what + " must be an integer number of cents")
+	}
+	if v <= 0 {
+		return 0, invalidAmount(what + " must be positive")
+	}
+	return v, nil
+}
+
+// optionalCents parses a partial amount; absent, zero or negative mean "the
+// whole amount", as Commerce Layer sends 0 when no partial amount was given.
+func optionalCents(n *json.Number) (int64, *payment.Error) {
+	if n == nil {
+		return 0, nil
+	}
+	v, err := strconv.ParseInt(n.String(), 10, 64)
+	if err != nil {
+		return 0, invalidAmount("a partial amount must be an integer number of cents")
+	}
+	return v, nil
+}
+
+// naturalKey identifies a call across deliveries: action, resource type and
+// id, and a digest of the attributes without timestamps (a second partial
+// capture of one authorization differs in its balances).
+func naturalKey(action string, r *jsonAPIResource) (string, error) {
+	var attrs map[string]any
+	if err := unmarshalNumbers(r.Attributes, &attrs); err != nil || attrs == nil {
+		return "", errNotObject
+	}
+	for _, k := range timestampAttributes {
+		delete(attrs, k)
+	}
+	canonical, err := json.Marshal(attrs) // map keys come out sorted
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(canonical)
+	return action + "|" + r.Type + "|" + r.ID + "|" + hex.EncodeToString(sum[:]), nil
+}
+
+type jsonError string
+
+func (e jsonError) Error() string { return string(e) }
+
+const errNotObject = jsonError("not a JSON object")
+
+// unmarshalNumbers decodes keeping numbers as their literal text: amounts
+// never pass through float64.
+func unmarshalNumbers(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return jsonError("trailing data")
+	}
+	return nil
+}
+
+// scalarString renders a JSON string or number as text ("" otherwise).
+func scalarString(raw json.RawMessage) string {
+	s := strings.TrimSpace(string(raw))
+	if s == "" || s == "null" {
+		return ""
+	}
+	var str string
+	if json.Unmarshal(raw, &str) == nil {
+		return str
+	}
+	if _, err := strconv.ParseFloat(s, 64); err == nil {
+		return s
+	}
+	return ""
+}

@@ -1,0 +1,538 @@
+package payment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Config configures an Engine.
+type Config struct {
+	Store    Store
+	Gateways GatewayResolver
+	Logger   *zap.Logger
+	// Settings returns the current timing; it is called whenever timing is
+	// needed, so a config reload applies to an engine that keeps running.
+	// Nil or zero fields mean the defaults.
+	Settings func() Settings
+	// Now is the clock (default time.Now); tests move it.
+	Now func() time.Time
+}
+
+// Settings is the engine's timing.
+type Settings struct {
+	// ReconcileInterval is the longest the reconciler waits between looks
+	// at open transactions (default 2s).
+	ReconcileInterval time.Duration
+	// MaxAge bounds background work: a PSP that has not settled an
+	// operation by then is treated as having failed it (default 72h).
+	MaxAge time.Duration
+}
+
+// Notifier renders the message telling a platform how a transaction it was
+// answered "pending" for ended. It returns nil when there is nothing to say.
+type Notifier func(p *Payment, t *Transaction) []byte
+
+// Engine runs payment operations: it checks the invariants, drives the PSP,
+// records every state change durably, and owes each platform a callback for
+// what it answered "pending". One Engine serves one store; it is shared by
+// every platform handler and survives config reloads.
+type Engine struct {
+	store     Store
+	gateways  GatewayResolver
+	log       *zap.Logger
+	now       func() time.Time
+	settings  func() Settings
+	notifiers map[string]Notifier
+
+	keys     keyLocks
+	inflight inflight
+	kick     chan struct{}
+}
+
+// New returns an Engine. Register notifiers before serving.
+func New(cfg Config) *Engine {
+	e := &Engine{
+		store:     cfg.Store,
+		gateways:  cfg.Gateways,
+		log:       cfg.Logger,
+		now:       cfg.Now,
+		settings:  cfg.Settings,
+		notifiers: make(map[string]Notifier),
+		kick:      make(chan struct{}, 1),
+	}
+	if e.log == nil {
+		e.log = zap.NewNop()
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.settings == nil {
+		e.settings = func() Settings { return Settings{} }
+	}
+	return e
+}
+
+func (e *Engine) interval() time.Duration {
+	if d := e.settings().ReconcileInterval; d > 0 {
+		return d
+	}
+	return 2 * time.Second
+}
+
+func (e *Engine) maxAge() time.Duration {
+	if d := e.settings().MaxAge; d > 0 {
+		return d
+	}
+	return 72 * time.Hour
+}
+
+// RegisterNotifier sets how callbacks to platform are rendered.
+func (e *Engine) RegisterNotifier(platform string, n Notifier) { e.notifiers[platform] = n }
+
+// Store returns the engine's store.
+func (e *Engine) Store() Store { return e.store }
+
+// Policy is how a platform handler wants PSP trouble handled.
+type Policy struct {
+	// Deadline bounds the synchronous PSP call (default 4s).
+	Deadline time.Duration
+	// Async: when the PSP cannot be reached by the deadline, answer
+	// "pending" and keep trying in the background, instead of failing.
+	Async bool
+	// AsyncTimeout: background attempts give up this long after the
+	// operation was accepted (default 15m).
+	AsyncTimeout time.Duration
+}
+
+func (p Policy) deadline() time.Duration {
+	if p.Deadline <= 0 {
+		return 4 * time.Second
+	}
+	return p.Deadline
+}
+
+func (p Policy) asyncTimeout() time.Duration {
+	if p.AsyncTimeout <= 0 {
+		return 15 * time.Minute
+	}
+	return p.AsyncTimeout
+}
+
+// Request is one platform call, already decoded and authenticated.
+type Request struct {
+	Kind     Kind
+	Platform string
+	Handler  string
+	Gateway  string
+	// Key is the call's natural idempotency key; it must already be unique
+	// across handlers (prefix it with the handler's name).
+	Key string
+	// Token: for capture and void, the authorization's transaction token;
+	// for refund, the capture's.
+	Token string
+	// SourceToken: for authorize, the payment source at the PSP.
+	SourceToken string
+	// Amount: authorize, capture and refund amount, in minor units.
+	Amount int64
+	// Currency: required for authorize; when set on other calls it must
+	// match the payment's.
+	Currency string
+	Purchase Purchase
+	Policy   Policy
+}
+
+// Verdict is what the engine made of a request, for the platform to render.
+type Verdict struct {
+	Payment *Payment     // nil when the request never reached a payment
+	Tx      *Transaction // the transaction the request created or found
+	Err     *Error       // nil when the operation succeeded or is pending
+}
+
+// Render turns an outcome into the platform's answer. It must be a pure
+// function of the outcome: the answer is stored and replayed.
+type Render func(Verdict) Answer
+
+// Do performs req. A repeat of a call that changed state gets the first
+// answer again without a second PSP call; a refused call is not remembered,
+// so its repeat is a new attempt. The error is non-nil only when the store
+// failed, and then nothing was acknowledged.
+func (e *Engine) Do(ctx context.Context, req Request, render Render) (Answer, error) {
+	if e.store == nil {
+		return Answer{}, ErrNotReady
+	}
+	start := e.now()
+	unlock := e.keys.lock(req.Key)
+	defer unlock()
+
+	ans, out, err := e.do(ctx, req, render)
+	if err != nil {
+		e.log.Error("payment operation failed in the store",
+			zap.String("platform", req.Platform), zap.String("handler", req.Handler),
+			zap.String("action", string(req.Kind)), zap.Error(err))
+		return Answer{}, err
+	}
+	e.logOutcome(req, out, start)
+	return ans, nil
+}
+
+func (e *Engine) do(ctx context.Context, req Request, render Render) (Answer, Verdict, error) {
+	rec, err := e.idempotency(ctx, req.Key)
+	if err != nil {
+		return Answer{}, Verdict{}, err
+	}
+	if rec != nil && rec.Done {
+		return rec.Answer, Verdict{}, nil
+	}
+	if rec != nil {
+		ans, out, adopted, err := e.adopt(ctx, req, rec, render)
+		if err != nil || adopted {
+			return ans, out, err
+		}
+	}
+
+	p, t, noop, rerr, err := e.begin(ctx, req, render)
+	if err != nil {
+		return Answer{}, Verdict{}, err
+	}
+	if rerr != nil || noop != nil {
+		out := Verdict{Payment: p, Tx: noop, Err: rerr}
+		if noop != nil {
+			ans := render(out)
+			return ans, out, e.remember(ctx, req.Key, p, noop, ans)
+		}
+		return render(out), out, nil
+	}
+	defer e.inflight.release(t.ID)
+
+	res, attempts, xerr := e.execute(ctx, p, t, req.Policy.deadline())
+	return e.finish(ctx, req, p.ID, t.ID, res, attempts, xerr, render)
+}
+
+func (e *Engine) idempotency(ctx context.Context, key string) (*IdempotencyRecord, error) {
+	var rec *IdempotencyRecord
+	err := e.store.View(ctx, func(tx Tx) error {
+		r, err := tx.Idempotency(key)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		rec = r
+		return err
+	})
+	return rec, err
+}
+
+// remember stores ans as the answer to key.
+func (e *Engine) remember(ctx context.Context, key string, p *Payment, t *Transaction, ans Answer) error {
+	return e.store.Update(ctx, func(tx Tx) error {
+		return tx.PutIdempotency(&IdempotencyRecord{
+			Key: key, Done: true, PaymentID: p.ID, TxID: t.ID, Answer: ans, CreatedAt: e.now(),
+		})
+	})
+}
+
+// begin checks req against the payment and records the new transaction,
+// in flight, together with an unfinished idempotency record, in one store
+// transaction. It returns a refusal, or the settled transaction a no-op
+// request stands for, or the new transaction (claimed in e.inflight).
+func (e *Engine) begin(ctx context.Context, req Request, render Render) (p *Payment, t *Transaction, noop *Transaction, refusal *Error, err error) {
+	now := e.now()
+	t = &Transaction{
+		ID:             newID("tx_"),
+		Kind:           req.Kind,
+		Token:          newID("pbt_"),
+		Amount:         req.Amount,
+		State:          Processing,
+		PSPKey:         pspKey(req.Key),
+		IdempotencyKey: req.Key,
+		CreatedAt:      now,
+		UpdatedAt:      now,
+		GiveUpAt:       now.Add(req.Policy.asyncTimeout()),
+	}
+	// Claimed before it is written, so the reconciler never mistakes it for
+	// an orphan in between.
+	e.inflight.claim(t.ID)
+	err = e.store.Update(ctx, func(tx Tx) error {
+		p, noop, refusal = nil, nil, nil
+		var ferr error
+		if req.Kind == Authorize {
+			p, ferr = e.newPayment(req, now), nil
+		} else {
+			p, noop, refusal, ferr = e.loadFor(tx, req, t)
+		}
+		if ferr != nil || refusal != nil || noop != nil {
+			return ferr
+		}
+		p.Txs = append(p.Txs, t)
+		p.UpdatedAt = now
+		if err := tx.PutPayment(p); err != nil {
+			return err
+		}
+		return tx.PutIdempotency(&IdempotencyRecord{Key: req.Key, PaymentID: p.ID, TxID: t.ID, CreatedAt: now})
+	})
+	if err != nil || refusal != nil || noop != nil {
+		e.inflight.release(t.ID)
+	}
+	return p, t, noop, refusal, err
+}
+
+func (e *Engine) newPayment(req Request, now time.Time) *Payment {
+	return &Payment{
+		ID:          newID("pay_"),
+		Platform:    req.Platform,
+		Handler:     req.Handler,
+		Gateway:     req.Gateway,
+		Purchase:    req.Purchase,
+		Currency:    req.Currency,
+		Amount:      req.Amount,
+		SourceToken: req.SourceToken,
+		Status:      StatusPending,
+		CreatedAt:   now,
+		UpdatedAt:   now,
+	}
+}
+
+// loadFor finds the payment req.Token belongs to and checks req against it,
+// completing t (amount, parent) when it passes.
+func (e *Engine) loadFor(tx Tx, req Request, t *Transaction) (*Payment, *Transaction, *Error, error) {
+	id, err := tx.PaymentIDByToken(req.Token)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil, newError(KindNotFound, CodePaymentNotFound, "no payment has this transaction token"), nil
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	p, err := tx.Payment(id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil, newError(KindNotFound, CodePaymentNotFound, "no payment has this transaction token"), nil
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	target := p.Tx(req.Token)
+	if target == nil {
+		return p, nil, newError(KindNotFound, CodePaymentNotFound, "no payment has this transaction token"), nil
+	}
+	if req.Currency != "" && req.Currency != p.Currency {
+		return p, nil, newError(KindInvalidAmount, CodeInvalidAmount,
+			fmt.Sprintf("currency %s does not match the payment's %s", req.Currency, p.Currency)), nil
+	}
+	t.Parent = target.Token
+	var refusal *Error
+	switch req.Kind {
+	case Capture:
+		refusal = p.checkCapture(target, req.Amount)
+	case Refund:
+		refusal = p.checkRefund(target, req.Amount)
+	case Void:
+		var done *Transaction
+		done, refusal = p.checkVoid(target)
+		if done != nil {
+			return p, done, nil, nil
+		}
+		t.Amount = p.Authorized
+	default:
+		return nil, nil, nil, fmt.Errorf("payment: unknown operation %q", req.Kind)
+	}
+	return p, nil, refusal, nil
+}
+
+// operation builds the PSP call for t, a transaction of p.
+func (p *Payment) operation(t *Transaction, attempt int) Operation {
+	op := Operation{
+		Kind:        t.Kind,
+		PaymentID:   p.ID,
+		Key:         t.PSPKey,
+		SourceToken: p.SourceToken,
+		Amount:      t.Amount,
+		Currency:    p.Currency,
+		CreatedAt:   t.CreatedAt,
+		Attempt:     attempt,
+	}
+	if t.Parent != "" {
+		if parent := p.Tx(t.Parent); parent != nil {
+			op.Ref = parent.PSPRef
+		}
+	}
+	return op
+}
+
+// execute calls the PSP until it answers or the deadline passes, retrying
+// transient faults with the same idempotency key. The client's going away
+// does not cut it short: the outcome must be recorded either way.
+func (e *Engine) execute(ctx context.Context, p *Payment, t *Transaction, deadline time.Duration) (Result, int, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deadline)
+	defer cancel()
+	gw, ok := e.gateways.Gateway(p.Gateway)
+	if !ok {
+		return Result{}, t.Attempts, &Fault{Err: fmt.Errorf("gateway %q is not configured", p.Gateway)}
+	}
+	attempt := t.Attempts
+	backoff := 20 * time.Millisecond
+	for {
+		attempt++
+		res, err := gw.Execute(ctx, p.operation(t, attempt))
+		if err == nil {
+			return res, attempt, nil
+		}
+		timer := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return Result{}, attempt, err
+		case <-timer.C:
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
+}
+
+// finish records the PSP's answer for the request's transaction and
+// renders the platform's answer, storing it (for a state change) in the same
+// store transaction, so what was acknowledged is what is durable.
+func (e *Engine) finish(ctx context.Context, req Request, paymentID, txID string, res Result, attempts int, xerr error, render Render) (Answer, Verdict, error) {
+	var ans Answer
+	var out Verdict
+	err := e.store.Update(ctx, func(tx Tx) error {
+		p, err := tx.Payment(paymentID)
+		if err != nil {
+			return err
+		}
+		t := p.TxByID(txID)
+		if t == nil {
+			return fmt.Errorf("payment: transaction %s vanished from %s", txID, paymentID)
+		}
+		now := e.now()
+		t.Attempts = attempts
+		switch {
+		case xerr == nil:
+			e.record(p, t, res, now)
+			if t.State == Pending {
+				t.ActionID = newID("pba_")
+				t.Notify = true
+			}
+		case req.Policy.Async:
+			t.ActionID = newID("pba_")
+			t.Notify = true
+			t.Uncertain = t.Uncertain || maybeExecuted(xerr)
+			t.NextCheck = now.Add(e.interval())
+			p.apply(t, Retrying, now)
+		default:
+			e.fail(p, t, CodeGatewayUnavailable, "the payment gateway could not be reached in time", maybeExecuted(xerr), now)
+		}
+		out = Verdict{Payment: p, Tx: t, Err: txError(t)}
+		ans = render(out)
+		if err := e.enqueue(tx, p, t, now); err != nil {
+			return err
+		}
+		if err := tx.PutPayment(p); err != nil {
+			return err
+		}
+		if t.State == Failed {
+			return tx.DeleteIdempotency(req.Key)
+		}
+		return tx.PutIdempotency(&IdempotencyRecord{Key: req.Key, Done: true, PaymentID: p.ID, TxID: t.ID, Answer: ans, CreatedAt: now})
+	})
+	if err == nil && out.Tx != nil && out.Tx.Open() {
+		e.Kick()
+	}
+	return ans, out, err
+}
+
+// record applies a PSP result to t.
+func (e *Engine) record(p *Payment, t *Transaction, res Result, now time.Time) {
+	if res.Ref != "" {
+		t.PSPRef = res.Ref
+	}
+	if len(res.Details) > 0 {
+		t.Details = res.Details
+	}
+	t.AuthRequired = res.AuthRequired
+	switch res.Outcome {
+	case OutcomeSucceeded:
+		t.Code, t.Message = "", res.Message
+		t.Verify = false
+		p.apply(t, Succeeded, now)
+	case OutcomeDeclined:
+		t.Code, t.Message = res.Code, res.Message
+		if t.Code == "" {
+			t.Code = "declined"
+		}
+		t.Verify = false
+		p.apply(t, Failed, now)
+	default:
+		wait := res.CheckAfter
+		if wait <= 0 || wait > e.interval() {
+			wait = e.interval()
+		}
+		t.NextCheck = now.Add(wait)
+		p.apply(t, Pending, now)
+	}
+}
+
+// fail ends t as failed with code. verify says the PSP may have executed it
+// anyway, which the reconciler must find out and undo.
+func (e *Engine) fail(p *Payment, t *Transaction, code, msg string, verify bool, now time.Time) {
+	t.Code, t.Message = code, msg
+	t.Verify = verify
+	if verify {
+		t.NextCheck = now.Add(e.interval())
+	}
+	p.apply(t, Failed, now)
+}
+
+// txError is the refusal a failed transaction stands for, or nil.
+func txError(t *Transaction) *Error {
+	if t.State != Failed {
+		return nil
+	}
+	kind := KindDeclined
+	if t.Code == CodeGatewayUnavailable || t.Code == CodeGatewayTimeout {
+		kind = KindUnavailable
+	}
+	return newError(kind, t.Code, t.Message)
+}
+
+// enqueue queues the platform's callback when t, answered "pending", has
+// settled. It runs in the store transaction that settles t.
+func (e *Engine) enqueue(tx Tx, p *Payment, t *Transaction, now time.Time) error {
+	if !t.Notify || !t.State.Final() {
+		return nil
+	}
+	n := e.notifiers[p.Platform]
+	if n == nil {
+		return nil
+	}
+	body := n(p, t)
+	if body == nil {
+		return nil
+	}
+	t.Notify = false
+	return tx.Enqueue(&Message{Kind: p.Platform, Target: p.Handler, PaymentID: p.ID, Body: body, CreatedAt: now})
+}
+
+func (e *Engine) logOutcome(req Request, out Verdict, start time.Time) {
+	fields := []zap.Field{
+		zap.String("platform", req.Platform),
+		zap.String("handler", req.Handler),
+		zap.String("action", string(req.Kind)),
+		zap.Duration("duration", e.now().Sub(start)),
+	}
+	if out.Payment != nil {
+		fields = append(fields, zap.String("payment_id", out.Payment.ID), zap.String("currency", out.Payment.Currency))
+	}
+	switch {
+	case out.Tx == nil && out.Err == nil:
+		fields = append(fields, zap.String("outcome", "replayed"))
+	case out.Err != nil:
+		fields = append(fields, zap.String("outcome", "refused"), zap.String("code", out.Err.Code))
+	default:
+		fields = append(fields, zap.String("outcome", string(out.Tx.State)))
+	}
+	if out.Tx != nil {
+		fields = append(fields, zap.Int64("amount", out.Tx.Amount))
+	}
+	e.log.Info("payment operation", fields...)
+}

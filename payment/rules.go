@@ -1,0 +1,141 @@
+package payment
+
+import (
+	"fmt"
+	"time"
+)
+
+// The invariants every operation obeys. They are checked against the
+// payment as read inside the store transaction that also records the new
+// transaction, and amounts of transactions still in flight count as
+// reserved, so concurrent requests cannot together exceed a balance.
+
+// live reports whether t holds (or may yet hold) its amount.
+func live(t *Transaction) bool { return t.State != Failed }
+
+// capturable is what may still be captured: the authorized amount less
+// every capture that succeeded or is in flight.
+func (p *Payment) capturable() int64 {
+	left := p.Authorized
+	for _, t := range p.Txs {
+		if t.Kind == Capture && live(t) {
+			left -= t.Amount
+		}
+	}
+	return left
+}
+
+// refundable is what may still be refunded of capture c.
+func (p *Payment) refundable(c *Transaction) int64 {
+	left := c.Amount
+	for _, t := range p.Txs {
+		if t.Kind == Refund && t.Parent == c.Token && live(t) {
+			left -= t.Amount
+		}
+	}
+	return left
+}
+
+func (p *Payment) liveTx(kind Kind) *Transaction {
+	for _, t := range p.Txs {
+		if t.Kind == kind && live(t) {
+			return t
+		}
+	}
+	return nil
+}
+
+// checkCapture validates capturing amount against the authorization target.
+func (p *Payment) checkCapture(target *Transaction, amount int64) *Error {
+	if target.Kind != Authorize {
+		return newError(KindInvalidState, CodeInvalidState, "capture needs an authorization token")
+	}
+	if p.liveTx(Void) != nil {
+		return newError(KindInvalidState, CodeInvalidState, "the authorization was voided")
+	}
+	if target.State != Succeeded {
+		return newError(KindInvalidState, CodeInvalidState, fmt.Sprintf("the authorization is %s", target.State))
+	}
+	if left := p.capturable(); amount > left {
+		return newError(KindExceedsBalance, CodeExceedsBalance,
+			fmt.Sprintf("capture of %d exceeds the %d %s left to capture", amount, left, p.Currency))
+	}
+	return nil
+}
+
+// checkVoid validates voiding the authorization target. A void of a payment
+// already voided is not an error: it returns that void, so the platform
+// sees the state it asked for.
+func (p *Payment) checkVoid(target *Transaction) (done *Transaction, err *Error) {
+	if target.Kind != Authorize {
+		return nil, newError(KindInvalidState, CodeInvalidState, "void needs an authorization token")
+	}
+	if v := p.liveTx(Void); v != nil {
+		if v.State == Succeeded {
+			return v, nil
+		}
+		return nil, newError(KindInvalidState, CodeInvalidState, "a void is already in progress")
+	}
+	if p.liveTx(Capture) != nil {
+		return nil, newError(KindInvalidState, CodeInvalidState, "the authorization was captured; refund it instead")
+	}
+	if target.State != Succeeded {
+		return nil, newError(KindInvalidState, CodeInvalidState, fmt.Sprintf("the authorization is %s", target.State))
+	}
+	return nil, nil
+}
+
+// checkRefund validates refunding amount of the capture target.
+func (p *Payment) checkRefund(target *Transaction, amount int64) *Error {
+	if target.Kind != Capture {
+		return newError(KindInvalidState, CodeInvalidState, "refund needs a capture token: nothing was captured")
+	}
+	if target.State != Succeeded {
+		return newError(KindInvalidState, CodeInvalidState, fmt.Sprintf("the capture is %s", target.State))
+	}
+	if left := p.refundable(target); amount > left {
+		return newError(KindExceedsBalance, CodeExceedsBalance,
+			fmt.Sprintf("refund of %d exceeds the %d %s left to refund", amount, left, p.Currency))
+	}
+	return nil
+}
+
+// apply moves t (a transaction of p) to state and updates p's totals, status
+// and events. Moving a transaction to the state it is in is a no-op, and a
+// final state is never left: a late PSP answer cannot undo a settled fact.
+func (p *Payment) apply(t *Transaction, state TxState, at time.Time) {
+	if t.State == state || t.State.Final() {
+		return
+	}
+	t.State = state
+	t.UpdatedAt = at
+	p.UpdatedAt = at
+	switch {
+	case state == Succeeded && t.Kind == Authorize:
+		p.Authorized = t.Amount
+		p.Status = StatusAuthorized
+	case state == Failed && t.Kind == Authorize:
+		p.Status = StatusRefused
+	case state == Succeeded && t.Kind == Capture:
+		p.Captured += t.Amount
+		p.Status = StatusCaptured
+	case state == Succeeded && t.Kind == Void:
+		p.Status = StatusCancelled
+	case state == Succeeded && t.Kind == Refund:
+		p.Refunded += t.Amount
+	}
+	if typ := eventFor(t); typ != "" {
+		// Retrying and Pending both read as "received": one event, not two.
+		if n := len(p.Events); n > 0 && p.Events[n-1].Type == typ && p.Events[n-1].TxID == t.ID {
+			return
+		}
+		p.Events = append(p.Events, Event{
+			ID:         newID("evt_"),
+			Type:       typ,
+			Sequence:   int64(len(p.Events) + 1),
+			TxID:       t.ID,
+			Amount:     t.Amount,
+			OccurredAt: at,
+		})
+	}
+}

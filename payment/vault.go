@@ -1,0 +1,83 @@
+package payment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// VaultCall asks to save a payment source for a customer. It never goes
+// asynchronous (platforms' token calls cannot), so it has no transaction:
+// only its answer is remembered, for replays.
+type VaultCall struct {
+	Platform, Handler, Gateway string
+	Key                        string // natural idempotency key, unique across handlers
+	SourceToken                string
+	CustomerEmail              string
+	Deadline                   time.Duration
+}
+
+// VaultRender renders the answer to a vault call: res when err is nil.
+type VaultRender func(res VaultResult, err *Error) Answer
+
+// Vault saves a payment source at the PSP. A success is durable (and
+// replayed to repeats) before it is answered; refusals are not remembered.
+func (e *Engine) Vault(ctx context.Context, c VaultCall, render VaultRender) (Answer, error) {
+	if e.store == nil {
+		return Answer{}, ErrNotReady
+	}
+	unlock := e.keys.lock(c.Key)
+	defer unlock()
+	rec, err := e.idempotency(ctx, c.Key)
+	if err != nil {
+		return Answer{}, err
+	}
+	if rec != nil && rec.Done {
+		return rec.Answer, nil
+	}
+
+	res, xerr := e.vault(ctx, c)
+	switch {
+	case xerr != nil:
+		return render(VaultResult{}, newError(KindUnavailable, CodeGatewayUnavailable, "the payment gateway could not be reached in time")), nil
+	case res.Declined:
+		code := res.Code
+		if code == "" {
+			code = "declined"
+		}
+		return render(VaultResult{}, newError(KindDeclined, code, res.Message)), nil
+	}
+	ans := render(res, nil)
+	err = e.store.Update(ctx, func(tx Tx) error {
+		return tx.PutIdempotency(&IdempotencyRecord{Key: c.Key, Done: true, Answer: ans, CreatedAt: e.now()})
+	})
+	return ans, err
+}
+
+func (e *Engine) vault(ctx context.Context, c VaultCall) (VaultResult, error) {
+	deadline := Policy{Deadline: c.Deadline}.deadline()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deadline)
+	defer cancel()
+	gw, ok := e.gateways.Gateway(c.Gateway)
+	if !ok {
+		return VaultResult{}, &Fault{Err: fmt.Errorf("gateway %q is not configured", c.Gateway)}
+	}
+	created := e.now()
+	backoff := 20 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		res, err := gw.Vault(ctx, VaultRequest{
+			Key: pspKey(c.Key), SourceToken: c.SourceToken, CustomerEmail: c.CustomerEmail,
+			CreatedAt: created, Attempt: attempt,
+		})
+		if err == nil {
+			return res, nil
+		}
+		select {
+		case <-ctx.Done():
+			return VaultResult{}, errors.Join(err, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
+}

@@ -1,0 +1,178 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/paybridge/caddy-paybridge/payment"
+)
+
+// tx is the payment.Tx of one Update or View attempt.
+type tx struct {
+	s        *Store
+	txn      *badger.Txn
+	readOnly bool
+	enqueued bool // whether a commit must signal Store.Enqueued
+}
+
+var errReadOnly = errors.New("store: write in a View transaction")
+
+// get reads k through the transaction, which both sees the transaction's
+// own writes and records the read for conflict detection.
+func (t *tx) get(k []byte, v any) error {
+	item, err := t.txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return payment.ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	return item.Value(func(b []byte) error { return json.Unmarshal(b, v) })
+}
+
+func (t *tx) put(k []byte, v any) error {
+	if t.readOnly {
+		return errReadOnly
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return t.txn.Set(k, b)
+}
+
+func (t *tx) Payment(id string) (*payment.Payment, error) {
+	if id == "" {
+		return nil, payment.ErrNotFound
+	}
+	p := new(payment.Payment)
+	if err := t.get(paymentKey(id), p); err != nil {
+		if errors.Is(err, payment.ErrNotFound) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("store: payment %s: %w", id, err)
+	}
+	return p, nil
+}
+
+func (t *tx) PutPayment(p *payment.Payment) error {
+	if t.readOnly {
+		return errReadOnly
+	}
+	if p.ID == "" {
+		return errors.New("store: payment without id")
+	}
+	if err := t.put(paymentKey(p.ID), p); err != nil {
+		return fmt.Errorf("store: payment %s: %w", p.ID, err)
+	}
+	for _, tok := range p.Tokens() {
+		if err := t.indexToken(tok, p.ID); err != nil {
+			return err
+		}
+	}
+	if p.Open() {
+		return t.txn.Set(openKey(p.ID), nil)
+	}
+	return t.txn.Delete(openKey(p.ID))
+}
+
+// indexToken points tok at payment id. Tokens are only ever added to a
+// payment, so most are already indexed: reading first saves rewriting them
+// on every update, and catches a token that already names another payment,
+// which would otherwise silently redirect that payment's operations.
+func (t *tx) indexToken(tok, id string) error {
+	if tok == "" {
+		return nil
+	}
+	k := tokenKey(tok)
+	item, err := t.txn.Get(k)
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return t.txn.Set(k, []byte(id))
+	case err != nil:
+		return fmt.Errorf("store: token index: %w", err)
+	}
+	var owner string
+	err = item.Value(func(v []byte) error {
+		if string(v) != id {
+			owner = string(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: token index: %w", err)
+	}
+	if owner != "" {
+		// The token itself is a credential; leave it out of the error.
+		return fmt.Errorf("store: payment %s has a token that already belongs to payment %s", id, owner)
+	}
+	return nil
+}
+
+func (t *tx) PaymentIDByToken(token string) (string, error) {
+	if token == "" {
+		return "", payment.ErrNotFound
+	}
+	item, err := t.txn.Get(tokenKey(token))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return "", payment.ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("store: token index: %w", err)
+	}
+	v, err := item.ValueCopy(nil)
+	if err != nil {
+		return "", fmt.Errorf("store: token index: %w", err)
+	}
+	return string(v), nil
+}
+
+func (t *tx) Idempotency(key string) (*payment.IdempotencyRecord, error) {
+	r := new(payment.IdempotencyRecord)
+	if err := t.get(idempotencyKey(key), r); err != nil {
+		if errors.Is(err, payment.ErrNotFound) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("store: idempotency record: %w", err)
+	}
+	return r, nil
+}
+
+func (t *tx) PutIdempotency(r *payment.IdempotencyRecord) error {
+	if r.Key == "" {
+		return errors.New("store: idempotency record without key")
+	}
+	if err := t.put(idempotencyKey(r.Key), r); err != nil {
+		return fmt.Errorf("store: idempotency record: %w", err)
+	}
+	return nil
+}
+
+func (t *tx) DeleteIdempotency(key string) error {
+	if t.readOnly {
+		return errReadOnly
+	}
+	return t.txn.Delete(idempotencyKey(key))
+}
+
+func (t *tx) Enqueue(m *payment.Message) error {
+	if t.readOnly {
+		return errReadOnly
+	}
+	if err := validQueue(m); err != nil {
+		return err
+	}
+	seq, err := t.s.nextSeq()
+	if err != nil {
+		return err
+	}
+	m.Seq = seq
+	if err := t.put(outboxKey(m), m); err != nil {
+		return fmt.Errorf("store: enqueue: %w", err)
+	}
+	t.enqueued = true
+	return nil
+}

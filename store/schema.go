@@ -1,0 +1,43 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// checkSchema stamps a new database with schemaVersion and refuses one with
+// another version: reading a layout this build does not know could
+// silently lose payments or deliver messages twice.
+func checkSchema(db *badger.DB, dir string) error {
+	return db.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get(keySchema)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			if !isEmpty(txn) {
+				return fmt.Errorf("storage %s holds data but no paybridge schema version; is it another program's Badger directory?", dir)
+			}
+			return txn.Set(keySchema, []byte(schemaVersion))
+		}
+		if err != nil {
+			return fmt.Errorf("store: reading schema version: %w", err)
+		}
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return fmt.Errorf("store: reading schema version: %w", err)
+		}
+		if string(v) != schemaVersion {
+			return fmt.Errorf("storage %s has schema version %q but this build only knows %q (was it written by a newer paybridge?)", dir, v, schemaVersion)
+		}
+		return nil
+	})
+}
+
+func isEmpty(txn *badger.Txn) bool {
+	opts := badger.DefaultIteratorOptions
+	opts.PrefetchValues = false
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	it.Rewind()
+	return !it.Valid()
+}

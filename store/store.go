@@ -1,0 +1,147 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"go.uber.org/zap"
+
+	"github.com/paybridge/caddy-paybridge/payment"
+)
+
+var (
+	_ payment.Store  = (*Store)(nil)
+	_ payment.Outbox = (*Store)(nil)
+)
+
+// Options configures Open.
+type Options struct {
+	// Dir is Badger's directory; it is created if missing. Required.
+	Dir string
+	// Logger receives Badger's warnings and errors and the store's own. Nil
+	// means no logging.
+	Logger *zap.Logger
+	// GCInterval is how often value-log garbage collection runs. Zero means
+	// 10 minutes; negative disables it.
+	GCInterval time.Duration
+}
+
+const defaultGCInterval = 10 * time.Minute
+
+// Store is a Badger-backed payment.Store and payment.Outbox. It is safe for
+// concurrent use.
+type Store struct {
+	dir      string
+	db       *badger.DB
+	seq      *badger.Sequence
+	log      *zap.Logger
+	enqueued chan struct{}
+
+	headsMu     sync.Mutex
+	headsCursor []byte // see Heads
+
+	stopGC    chan struct{}
+	gcDone    chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens (or creates) the store in opts.Dir. Only one Store may have a
+// directory open at a time, in this process or any other.
+func Open(opts Options) (*Store, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("store: Options.Dir is required")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	db, err := badger.Open(badgerOptions(opts.Dir, log))
+	if err != nil {
+		// Badger flattens the lock error into a string, so there is no
+		// error value to match.
+		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
+			return nil, fmt.Errorf("storage %s is in use by another process (is another Caddy running with the same storage?)", opts.Dir)
+		}
+		return nil, fmt.Errorf("store: opening %s: %w", opts.Dir, err)
+	}
+	if err := checkSchema(db, opts.Dir); err != nil {
+		db.Close()
+		return nil, err
+	}
+	// A wide lease keeps Enqueue from writing the sequence key on nearly
+	// every call; a crash only skips the rest of a lease, and Seq needs to
+	// increase, not to be dense.
+	seq, err := db.GetSequence(keySeq, 1000)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: outbox sequence: %w", err)
+	}
+	s := &Store{
+		dir:      opts.Dir,
+		db:       db,
+		seq:      seq,
+		log:      log,
+		enqueued: make(chan struct{}, 1),
+	}
+	interval := opts.GCInterval
+	if interval == 0 {
+		interval = defaultGCInterval
+	}
+	if interval > 0 {
+		s.stopGC = make(chan struct{})
+		s.gcDone = make(chan struct{})
+		go s.gcLoop(interval)
+	}
+	return s, nil
+}
+
+// badgerOptions sizes Badger for a plugin inside a web server, not a
+// database server: a payment gateway writes a few small records per
+// request, so the defaults (64 MiB memtables x5, a 256 MiB block cache,
+// 1 GiB value-log files) would be mostly idle memory and disk.
+func badgerOptions(dir string, log *zap.Logger) badger.Options {
+	return badger.DefaultOptions(dir).
+		// A commit is acknowledged to a platform as done: it must survive
+		// a crash or power loss, so every commit is fsynced.
+		WithSyncWrites(true).
+		// Two 8 MiB memtables bound write-buffer memory to 16 MiB. This
+		// also caps one transaction at about 1.2 MiB (15% of a memtable),
+		// far above what one payment update writes.
+		WithMemTableSize(8 << 20).
+		WithNumMemtables(2).
+		// Payments are read back soon after they are written, mostly
+		// from the memtables; small caches suffice. A non-zero index
+		// cache also keeps table indexes out of resident memory.
+		WithBlockCacheSize(8 << 20).
+		WithIndexCacheSize(4 << 20).
+		// Smaller value-log files let GC reclaim space in smaller steps.
+		WithValueLogFileSize(64 << 20).
+		// Keys, indexes, idempotency records and most messages stay in the
+		// LSM tree; a payment with a long history goes to the value log
+		// so compactions don't keep rewriting it.
+		WithValueThreshold(1 << 10).
+		// Two is Badger's minimum for L0 to keep up; more would only
+		// compete with request handling for CPU.
+		WithNumCompactors(2).
+		WithLogger(badgerLogger{log.Named("badger").Sugar()})
+}
+
+// Close stops value-log GC and closes Badger. Later calls return the first
+// call's result.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		if s.stopGC != nil {
+			close(s.stopGC)
+			<-s.gcDone
+		}
+		// Releasing returns the unused part of the lease, so Seq stays
+		// compact across clean restarts.
+		s.closeErr = errors.Join(s.seq.Release(), s.db.Close())
+	})
+	return s.closeErr
+}
