@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
-	
+
 	"github.com/paybridge/caddy-paybridge/delivery"
 	"github.com/paybridge/caddy-paybridge/handlers"
 	"github.com/paybridge/caddy-paybridge/payment"
@@ -128,4 +128,3 @@ func (rt *runtime) resolve(m payment.Message) (delivery.Destination, bool) {
 	}
 	return delivery.Destination{}, false
 }
-
