@@ -29,7 +29,10 @@ type Tx interface {
 	Idempotency(key string) (*IdempotencyRecord, error)
 	PutIdempotency(r *IdempotencyRecord) error
 	DeleteIdempotency(key string) error
-	// Enqueue appends m to the outbox, assigning m.Seq (increasing).
+	// Enqueue appends m to the outbox, assigning m.Seq (increasing). The
+	// same transaction must read m's payment (Payment): the store orders a
+	// queue by Seq, and only that shared read makes two transactions that
+	// enqueue for one payment conflict, so their Seqs follow commit order.
 	Enqueue(m *Message) error
 }
 

@@ -81,8 +81,11 @@ func (t *tx) PutPayment(p *payment.Payment) error {
 
 // indexToken points tok at payment id. Tokens are only ever added to a
 // payment, so most are already indexed: reading first saves rewriting them
-// on every update, and catches a token that already names another payment,
-// which would otherwise silently redirect that payment's operations.
+// on every update. A token that names another payment moves to this one:
+// transaction tokens are random and never collide, but a PSP idempotency key
+// is shared on purpose by the payments of one platform call's repeated
+// attempts (an authorization declined, then tried again), and it must lead
+// to the newest of them.
 func (t *tx) indexToken(tok, id string) error {
 	if tok == "" {
 		return nil
@@ -95,21 +98,18 @@ func (t *tx) indexToken(tok, id string) error {
 	case err != nil:
 		return fmt.Errorf("store: token index: %w", err)
 	}
-	var owner string
+	same := false
 	err = item.Value(func(v []byte) error {
-		if string(v) != id {
-			owner = string(v)
-		}
+		same = string(v) == id
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("store: token index: %w", err)
 	}
-	if owner != "" {
-		// The token itself is a credential; leave it out of the error.
-		return fmt.Errorf("store: payment %s has a token that already belongs to payment %s", id, owner)
+	if same {
+		return nil
 	}
-	return nil
+	return t.txn.Set(k, []byte(id))
 }
 
 func (t *tx) PaymentIDByToken(token string) (string, error) {

@@ -7,7 +7,7 @@ import (
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
-	_ "github.com/paybridge/caddy-paybridge/caddymodule"
+	_ "github.com/paybridge/caddy-paybridge"
 )
 
 func main() {
