@@ -52,10 +52,7 @@ func TestOtherQueuesNotBlocked(t *testing.T) {
 	var hanging atomic.Int32
 	hang := server(t, func(w http.ResponseWriter, r *http.Request) {
 		hanging.Add(1)
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
+		hold(r, release)
 	})
 	fail := server(t, func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
@@ -78,6 +75,15 @@ func TestOtherQueuesNotBlocked(t *testing.T) {
 	}
 
 	waitFor(t, 2*time.Second, "healthy queues delivered", func() bool { return o.deliveredCount() == 7 })
+	waitFor(t, 2*time.Second, "failing queue retried", func() bool {
+		live, _, _, _ := o.snapshot()
+		for _, m := range live {
+			if m.Target == "fail" {
+				return m.Attempts >= 2
+			}
+		}
+		return false
+	})
 	if hanging.Load() != 1 {
 		t.Errorf("hanging listener got %d requests, want 1 still in flight", hanging.Load())
 	}
@@ -108,10 +114,7 @@ func TestConcurrencyBound(t *testing.T) {
 				break
 			}
 		}
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
+		hold(r, release)
 	})
 	t.Cleanup(func() { close(release) })
 	o := newFakeOutbox()

@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -192,4 +193,16 @@ func server(t *testing.T, h http.HandlerFunc) *httptest.Server {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// hold keeps a request hanging until release is closed or the client goes
+// away. The body is read first because the server notices a closed
+// connection only once it has consumed the request body.
+func hold(r *http.Request, release <-chan struct{}) {
+	io.Copy(io.Discard, r.Body)
+	select {
+	case <-release:
+	case <-r.Context().Done():
+	case <-time.After(5 * time.Second):
+	}
 }

@@ -79,7 +79,7 @@ func TestShutdownLeavesInFlightMessageUntouched(t *testing.T) {
 	arrived := make(chan struct{}, 1)
 	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
 		arrived <- struct{}{}
-		<-r.Context().Done()
+		hold(r, nil)
 	})
 	o := newFakeOutbox()
 	w := testWorker(t, o, static(srv.URL))
