@@ -30,6 +30,11 @@ type App struct {
 	// MaxAge is how long outbound deliveries and background retries go on
 	// before giving up. Default: 72h.
 	MaxAge caddy.Duration `json:"max_age,omitempty"`
+	// RetryBackoffMin and RetryBackoffMax bound the backoff between
+	// attempts of an outbound delivery (jittered, doubling). Defaults: 1s
+	// and 10m.
+	RetryBackoffMin caddy.Duration `json:"retry_backoff_min,omitempty"`
+	RetryBackoffMax caddy.Duration `json:"retry_backoff_max,omitempty"`
 	// GatewaysRaw are the payment gateways by name; each is a module of
 	// namespace paybridge.gateways named by its "type".
 	GatewaysRaw map[string]json.RawMessage `json:"gateways,omitempty" caddy:"namespace=paybridge.gateways inline_key=type"`
@@ -97,8 +102,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 // Validate checks the durations.
 func (a *App) Validate() error {
-	if a.ReconcileInterval < 0 || a.MaxAge < 0 {
-		return fmt.Errorf("reconcile_interval and max_age must not be negative")
+	if a.ReconcileInterval < 0 || a.MaxAge < 0 || a.RetryBackoffMin < 0 || a.RetryBackoffMax < 0 {
+		return fmt.Errorf("reconcile_interval, max_age and retry_backoff must not be negative")
+	}
+	if a.RetryBackoffMax > 0 && a.RetryBackoffMin > a.RetryBackoffMax {
+		return fmt.Errorf("retry_backoff: the minimum %s is above the maximum %s",
+			time.Duration(a.RetryBackoffMin), time.Duration(a.RetryBackoffMax))
 	}
 	return nil
 }

@@ -24,6 +24,7 @@ func init() {
 //		storage <dir>
 //		reconcile_interval <duration>
 //		max_age <duration>
+//		retry_backoff <min> <max>
 //		gateway <name> <type> { <type's options> }
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
@@ -51,6 +52,17 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			} else {
 				app.ReconcileInterval = dur
 			}
+		case "retry_backoff":
+			var lo, hi string
+			if !d.Args(&lo, &hi) || d.NextArg() {
+				return nil, d.Err("usage: retry_backoff <min> <max>")
+			}
+			min, err1 := caddy.ParseDuration(lo)
+			max, err2 := caddy.ParseDuration(hi)
+			if err1 != nil || err2 != nil || min <= 0 || max < min {
+				return nil, d.Errf("retry_backoff: want two durations, min <= max, got %q %q", lo, hi)
+			}
+			app.RetryBackoffMin, app.RetryBackoffMax = caddy.Duration(min), caddy.Duration(max)
 		case "gateway":
 			var name, typ string
 			if !d.Args(&name, &typ) {

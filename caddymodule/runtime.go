@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -64,9 +65,11 @@ func openRuntime(a *App) (*runtime, error) {
 		Outbox:  st,
 		Resolve: rt.resolve,
 		Logger:  logger.Named("delivery"),
-		// Set when the store is opened: a reload that changes max_age
-		// applies to the worker after a restart.
-		MaxAge: a.maxAge(),
+		// Set when the store is opened: a reload that changes max_age or
+		// retry_backoff applies to the worker after a restart.
+		MaxAge:     a.maxAge(),
+		MinBackoff: time.Duration(a.RetryBackoffMin),
+		MaxBackoff: time.Duration(a.RetryBackoffMax),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	rt.cancel = cancel
