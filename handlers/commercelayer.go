@@ -129,11 +129,17 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	return body, nil
 }
 
-func bodyRefusal(err error) payment.Answer {
+// bodyProblem classifies a failure of readBody.
+func bodyProblem(err error) (status int, code, msg string) {
 	if errors.Is(err, errBodyTooLarge) {
-		return clRefusal(http.StatusRequestEntityTooLarge, "body_too_large", "the request body is over the size limit", nil)
+		return http.StatusRequestEntityTooLarge, "body_too_large", "the request body is over the size limit"
 	}
-	return clRefusal(http.StatusBadRequest, "invalid_request", "the request body could not be read", nil)
+	return http.StatusBadRequest, "invalid_request", "the request body could not be read"
+}
+
+func bodyRefusal(err error) payment.Answer {
+	status, code, msg := bodyProblem(err)
+	return clRefusal(status, code, msg, nil)
 }
 
 func writeAnswer(w http.ResponseWriter, a payment.Answer) {

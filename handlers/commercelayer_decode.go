@@ -124,9 +124,19 @@ func decodeCommerceLayer(action string, body []byte) (*clCall, *payment.Error) {
 		if !ok {
 			return nil, invalidAmount("the order's currency_code is missing or not an ISO 4217 code")
 		}
-		amount, perr := cents(order.TotalAmountWithTaxesCents, "the order's total_amount_with_taxes_cents")
+		// The order's total, unless the external payment carries an amount
+		// of its own (a split payment).
+		amount, perr := optionalCents(attrs.AmountCents)
 		if perr != nil {
 			return nil, perr
+		}
+		if amount < 0 {
+			return nil, invalidAmount("data.attributes.amount_cents must not be negative")
+		}
+		if amount == 0 {
+			if amount, perr = cents(order.TotalAmountWithTaxesCents, "the order's total_amount_with_taxes_cents"); perr != nil {
+				return nil, perr
+			}
 		}
 		call.currency, call.amount = currency, amount
 	case "capture", "void", "refund":

@@ -50,7 +50,7 @@ func (g *GatewayRoutes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := readBody(r, DefaultMaxBodySize)
 	if err != nil {
-		reply(http.StatusRequestEntityTooLarge, "body_too_large", "the request body is over the size limit")
+		reply(bodyProblem(err))
 		return
 	}
 	if len(g.Secrets) == 0 || signature.Verify(r.Header.Get(signature.Header), body, g.Secrets, time.Now(), WebhookTolerance) != nil {

@@ -164,6 +164,10 @@ func (e *Engine) Do(ctx context.Context, req Request, render Render) (Answer, er
 	if e.store == nil {
 		return Answer{}, ErrNotReady
 	}
+	// A caller that hangs up must not cut the work short: once the PSP may
+	// have been called, its outcome has to be recorded, or the reconciler
+	// would take the transaction for an orphan and run it again.
+	ctx = context.WithoutCancel(ctx)
 	start := e.now()
 	unlock := e.keys.lock(req.Key)
 	defer unlock()
@@ -239,6 +243,9 @@ func (e *Engine) remember(ctx context.Context, key string, p *Payment, t *Transa
 // transaction. It returns a refusal, or the settled transaction a no-op
 // request stands for, or the new transaction (claimed in e.inflight).
 func (e *Engine) begin(ctx context.Context, req Request, render Render) (p *Payment, t *Transaction, noop *Transaction, refusal *Error, err error) {
+	if refusal := checkRequest(req); refusal != nil {
+		return nil, nil, nil, refusal, nil
+	}
 	now := e.now()
 	t = &Transaction{
 		ID:             newID("tx_"),
@@ -277,6 +284,30 @@ func (e *Engine) begin(ctx context.Context, req Request, render Render) (p *Paym
 		e.inflight.release(t.ID)
 	}
 	return p, t, noop, refusal, err
+}
+
+// checkRequest refuses what no payment state could make valid. Platforms
+// decode and check their own fields; the engine checks again, because a
+// capture of 0 or a refund of -100 would corrupt totals whoever sent it.
+func checkRequest(req Request) *Error {
+	switch req.Kind {
+	case Authorize, Capture, Refund:
+		if req.Amount <= 0 {
+			return newError(KindInvalidAmount, CodeInvalidAmount, "the amount must be a positive number of minor units")
+		}
+	case Void:
+	default:
+		return newError(KindInvalidRequest, CodeInvalidRequest, fmt.Sprintf("unknown operation %q", req.Kind))
+	}
+	if req.Kind == Authorize || req.Currency != "" {
+		if _, known := CurrencyExponent(req.Currency); !known {
+			return newError(KindInvalidAmount, CodeInvalidAmount, "the currency must be an upper-case ISO 4217 code")
+		}
+	}
+	if req.Kind == Authorize && req.SourceToken == "" {
+		return newError(KindInvalidRequest, CodeInvalidRequest, "a payment source token is required")
+	}
+	return nil
 }
 
 func (e *Engine) newPayment(req Request, now time.Time) *Payment {
@@ -334,8 +365,6 @@ func (e *Engine) loadFor(tx Tx, req Request, t *Transaction) (*Payment, *Transac
 			return p, done, nil, nil
 		}
 		t.Amount = p.Authorized
-	default:
-		return nil, nil, nil, fmt.Errorf("payment: unknown operation %q", req.Kind)
 	}
 	return p, nil, refusal, nil
 }
@@ -384,6 +413,11 @@ func (e *Engine) execute(ctx context.Context, p *Payment, t *Transaction, deadli
 			timer.Stop()
 			return Result{}, attempt, err
 		case <-timer.C:
+		}
+		if ctx.Err() != nil {
+			// The timer and the deadline fired together: calling now would
+			// only report a spurious "may have executed".
+			return Result{}, attempt, err
 		}
 		backoff = min(2*backoff, 500*time.Millisecond)
 	}
@@ -475,6 +509,9 @@ func (e *Engine) record(p *Payment, t *Transaction, res Result, now time.Time) {
 // fail ends t as failed with code. verify says the PSP may have executed it
 // anyway, which the reconciler must find out and undo.
 func (e *Engine) fail(p *Payment, t *Transaction, code, msg string, verify bool, now time.Time) {
+	if t.State.Final() {
+		return
+	}
 	t.Code, t.Message = code, msg
 	t.Verify = verify
 	if verify {

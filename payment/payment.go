@@ -159,10 +159,15 @@ func (p *Payment) Open() bool {
 
 // Tokens lists every token that must resolve to this payment: transaction
 // tokens, action ids and PSP keys (PSP webhooks name operations by key).
+// A failed transaction's PSP key is left out: the platform's repeat of that
+// call reuses the key, and it must keep leading to the repeat's payment.
 func (p *Payment) Tokens() []string {
 	out := make([]string, 0, 3*len(p.Txs))
 	for _, t := range p.Txs {
-		out = append(out, t.Token, t.PSPKey)
+		out = append(out, t.Token)
+		if t.State != Failed {
+			out = append(out, t.PSPKey)
+		}
 		if t.ActionID != "" && t.ActionID != t.Token {
 			out = append(out, t.ActionID)
 		}

@@ -276,6 +276,9 @@ func (e *Engine) verify(ctx context.Context, gw Gateway, p *Payment, t *Transact
 			zap.String("payment_id", p.ID), zap.String("tx_id", t.ID), zap.String("action", string(t.Kind)))
 		return step{verified: true}
 	}
+	if e.superseded(ctx, p, t) {
+		return step{verified: true}
+	}
 	res, err := gw.Status(ctx, p.operation(t, t.Attempts))
 	if err != nil {
 		return step{fault: err}
@@ -303,6 +306,20 @@ func (e *Engine) verify(ctx context.Context, gw Gateway, p *Payment, t *Transact
 	e.log.Warn("voided an authorization the platform was told had failed",
 		zap.String("payment_id", p.ID), zap.String("tx_id", t.ID))
 	return step{verified: true, note: "authorized at the PSP after the platform was told it failed; voided"}
+}
+
+// superseded reports whether a later attempt of the same platform call
+// (same PSP key) took over t's operation at the PSP: then its outcome, told
+// to the platform, is the truth, and undoing it would undo a payment the
+// platform was told succeeded.
+func (e *Engine) superseded(ctx context.Context, p *Payment, t *Transaction) bool {
+	for _, o := range p.Txs {
+		if o != t && o.PSPKey == t.PSPKey && o.State != Failed {
+			return true
+		}
+	}
+	id, err := e.PaymentByToken(ctx, t.PSPKey)
+	return err == nil && id != p.ID
 }
 
 // backoff spaces background attempts: from the reconcile interval, doubling,

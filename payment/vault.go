@@ -27,6 +27,7 @@ func (e *Engine) Vault(ctx context.Context, c VaultCall, render VaultRender) (An
 	if e.store == nil {
 		return Answer{}, ErrNotReady
 	}
+	ctx = context.WithoutCancel(ctx) // a saved source must be remembered, see Do
 	unlock := e.keys.lock(c.Key)
 	defer unlock()
 	rec, err := e.idempotency(ctx, c.Key)
