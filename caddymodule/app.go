@@ -135,11 +135,26 @@ func (a *App) Stop() error {
 	return releaseRuntime(a.storage)
 }
 
-// engine waits (within ctx) for Start: Caddy starts apps in no fixed order,
-// so the HTTP server may take a request first.
-func (a *App) engine(ctx context.Context) (*payment.Engine, error) {
+// hold waits (within ctx) for Start, since Caddy starts apps in no fixed
+// order and the HTTP server may take a request first, then keeps the store
+// open until release is called. ok is false when the store is not available.
+func (a *App) hold(ctx context.Context) (release func(), ok bool) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	select {
+	case <-a.ready:
+	case <-ctx.Done():
+		return func() {}, false
+	}
+	if !a.runtime.enter() {
+		return func() {}, false
+	}
+	return a.runtime.exit, true
+}
+
+// engine is what platform handlers call; the request already holds the
+// store (see Handler.ServeHTTP).
+func (a *App) engine(ctx context.Context) (*payment.Engine, error) {
 	select {
 	case <-a.ready:
 		return a.runtime.engine, nil

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"fmt"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -138,6 +139,9 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 
 func parseCommerceLayer(d *caddyfile.Dispenser) (*CommerceLayerConfig, error) {
 	c := new(CommerceLayerConfig)
+	start := d.Val()
+	startLine := d.Line()
+	startFile := d.File()
 	for d.NextBlock(0) {
 		switch opt := d.Val(); opt {
 		case "name", "gateway", "callback_url", "unavailable":
@@ -185,6 +189,16 @@ func parseCommerceLayer(d *caddyfile.Dispenser) (*CommerceLayerConfig, error) {
 			}
 		default:
 			return nil, d.Errf("unknown commercelayer option %q", opt)
+		}
+	}
+	// Whether a secret is left once placeholders are replaced is only known
+	// at provisioning; a missing directive is known here, with its line.
+	for _, req := range []struct {
+		opt     string
+		missing bool
+	}{{"shared_secret", len(c.SharedSecrets) == 0}, {"callback_url", c.CallbackURL == ""}} {
+		if req.missing {
+			return nil, fmt.Errorf("paybridge %s: %s is required, at %s:%d", start, req.opt, startFile, startLine)
 		}
 	}
 	return c, nil

@@ -117,9 +117,27 @@ func TestErrorsMethodActionSizeOrder(t *testing.T) {
 		}
 		assertOK(t, post(t, smallPath+"authorize", small, e.secret), http.StatusOK)
 	})
-	t.Run("nothing reached the PSP but the accepted one", func(t *testing.T) {
-		if ops := countOps(readLedger(t, e.ledger)); ops["authorize"] != 1 || len(ops) != 1 {
-			t.Errorf("ledger %v, want 1 authorize", ops)
+	t.Run("exactly max_body_size is served, one byte more is 413", func(t *testing.T) {
+		sized := func(n int) []byte {
+			d := authorizeDoc("ep_"+uid(), "tok_visa_"+uid(), 1000)
+			attrs(d)["metadata"] = map[string]any{"padding": ""}
+			pad := n - len(mustJSON(t, d))
+			if pad < 0 {
+				t.Fatalf("base body over %d bytes", n)
+			}
+			attrs(d)["metadata"] = map[string]any{"padding": strings.Repeat("x", pad)}
+			b := mustJSON(t, d)
+			if len(b) != n {
+				t.Fatalf("built %d bytes, want %d", len(b), n)
+			}
+			return b
+		}
+		assertOK(t, post(t, smallPath+"authorize", sized(1024), e.secret), http.StatusOK)
+		assertError(t, post(t, smallPath+"authorize", sized(1025), e.secret), http.StatusRequestEntityTooLarge, "body_too_large")
+	})
+	t.Run("nothing reached the PSP but the accepted ones", func(t *testing.T) {
+		if ops := countOps(readLedger(t, e.ledger)); ops["authorize"] != 2 || len(ops) != 1 {
+			t.Errorf("ledger %v, want 2 authorize", ops)
 		}
 	})
 }

@@ -27,6 +27,7 @@ type Handler struct {
 	Gateway string `json:"gateway,omitempty"`
 
 	serve http.Handler
+	app   *App
 }
 
 // CommerceLayerConfig configures a Commerce Layer external gateway endpoint.
@@ -72,6 +73,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	app := appIface.(*App)
+	h.app = app
 	switch {
 	case h.CommerceLayer != nil && h.Gateway != "":
 		return fmt.Errorf("a paybridge handler serves either commercelayer or a gateway's routes, not both")
@@ -152,6 +154,15 @@ func (c *CommerceLayerConfig) build(ctx caddy.Context, app *App) (*handlers.Comm
 
 // ServeHTTP serves the request; a paybridge handler always answers it.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	release, ok := h.app.hold(r.Context())
+	defer release()
+	if !ok {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"success":false,"error":{"code":"unavailable","message":"paybridge is starting or stopping; try again"}}`))
+		return nil
+	}
 	h.serve.ServeHTTP(w, r)
 	return nil
 }

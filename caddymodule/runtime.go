@@ -30,7 +30,31 @@ type runtime struct {
 	// current is the newest started config: gateways, handler names, URLs
 	// and secrets are looked up in it at the moment they are used.
 	current atomic.Pointer[App]
+
+	// Requests in flight hold the store open: Caddy stops an old config
+	// without waiting for its requests, and a request whose PSP call went
+	// through must still record the outcome.
+	mu      sync.Mutex
+	closing bool
+	active  sync.WaitGroup
 }
+
+// drainTimeout bounds how long closing the store waits for requests in
+// flight; they are bounded by their PSP deadline (4s by default).
+const drainTimeout = time.Minute
+
+// enter registers a request in flight; false once the store is closing.
+func (rt *runtime) enter() bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.closing {
+		return false
+	}
+	rt.active.Add(1)
+	return true
+}
+
+func (rt *runtime) exit() { rt.active.Done() }
 
 func acquireRuntime(a *App) (*runtime, error) {
 	v, _, err := runtimes.LoadOrNew(a.storage, func() (caddy.Destructor, error) {
@@ -82,6 +106,18 @@ func openRuntime(a *App) (*runtime, error) {
 // Destruct stops the workers and closes the store, when the last config
 // using it has stopped.
 func (rt *runtime) Destruct() error {
+	rt.mu.Lock()
+	rt.closing = true
+	rt.mu.Unlock()
+	drained := make(chan struct{})
+	go func() { rt.active.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(drainTimeout):
+		if a := rt.current.Load(); a != nil {
+			a.logger.Error("closing the payment store with requests still in flight")
+		}
+	}
 	rt.cancel()
 	rt.wg.Wait()
 	return rt.store.Close()

@@ -344,7 +344,9 @@ func (e *Engine) loadFor(tx Tx, req Request, t *Transaction) (*Payment, *Transac
 		return nil, nil, nil, err
 	}
 	target := p.Tx(req.Token)
-	if target == nil {
+	// A handler serves one platform account: another account's tokens are
+	// not its to act on (and its callbacks would go to the other account).
+	if target == nil || p.Handler != req.Handler {
 		return p, nil, newError(KindNotFound, CodePaymentNotFound, "no payment has this transaction token"), nil
 	}
 	if req.Currency != "" && req.Currency != p.Currency {
@@ -395,15 +397,20 @@ func (p *Payment) operation(t *Transaction, attempt int) Operation {
 func (e *Engine) execute(ctx context.Context, p *Payment, t *Transaction, deadline time.Duration) (Result, int, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deadline)
 	defer cancel()
-	gw, ok := e.gateways.Gateway(p.Gateway)
-	if !ok {
-		return Result{}, t.Attempts, &Fault{Err: fmt.Errorf("gateway %q is not configured", p.Gateway)}
-	}
 	attempt := t.Attempts
 	backoff := 20 * time.Millisecond
 	for {
 		attempt++
-		res, err := gw.Execute(ctx, p.operation(t, attempt))
+		// Resolved on every attempt: a config reload replaces (and closes)
+		// the gateway a request started with.
+		gw, ok := e.gateways.Gateway(p.Gateway)
+		var res Result
+		var err error
+		if ok {
+			res, err = gw.Execute(ctx, p.operation(t, attempt))
+		} else {
+			err = &Fault{Err: fmt.Errorf("gateway %q is not configured", p.Gateway)}
+		}
 		if err == nil {
 			return res, attempt, nil
 		}

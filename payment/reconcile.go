@@ -182,7 +182,8 @@ func (e *Engine) work(ctx context.Context, paymentID, txID string) {
 				t.NextCheck = now.Add(e.backoff(t.Attempts))
 			}
 		case s.giveUp != "":
-			e.fail(p, t, s.giveUp, "the payment gateway did not settle the operation in time", t.Uncertain || s.giveUp == CodeGatewayTimeout, now)
+			uncertain := t.Uncertain || s.giveUp == CodeGatewayTimeout || (s.fault != nil && maybeExecuted(s.fault))
+			e.fail(p, t, s.giveUp, "the payment gateway did not settle the operation in time", uncertain, now)
 		case s.fault != nil:
 			t.Uncertain = t.Uncertain || (t.State != Pending && maybeExecuted(s.fault))
 			t.NextCheck = now.Add(e.backoff(t.Attempts))
@@ -241,30 +242,41 @@ func (e *Engine) look(ctx context.Context, p *Payment, t *Transaction) step {
 		}
 		return e.verify(ctx, gw, p, t, now)
 	case t.State == Pending:
-		if now.After(t.CreatedAt.Add(e.maxAge())) {
-			return step{giveUp: CodeGatewayTimeout}
-		}
+		// Asked once more even when overdue: a restart may have slept
+		// through the deadline while the PSP settled long ago.
+		overdue := now.After(t.CreatedAt.Add(e.maxAge()))
 		if !ok {
-			return step{fault: errors.New("gateway not configured")}
+			return step{fault: errors.New("gateway not configured"), giveUp: giveUpIf(overdue, CodeGatewayTimeout)}
 		}
 		res, err := gw.Status(ctx, p.operation(t, t.Attempts))
+		if err == nil && res.Outcome != OutcomePending {
+			return step{res: &res}
+		}
+		if overdue {
+			return step{fault: err, giveUp: CodeGatewayTimeout}
+		}
 		if err != nil {
 			return step{fault: err}
 		}
 		return step{res: &res}
 	default: // Processing (an orphan) or Retrying
-		if !t.GiveUpAt.IsZero() && now.After(t.GiveUpAt) {
-			return step{giveUp: CodeGatewayUnavailable}
-		}
+		overdue := !t.GiveUpAt.IsZero() && now.After(t.GiveUpAt)
 		if !ok {
-			return step{fault: &Fault{Err: errors.New("gateway not configured")}}
+			return step{fault: &Fault{Err: errors.New("gateway not configured")}, giveUp: giveUpIf(overdue, CodeGatewayUnavailable)}
 		}
 		res, err := gw.Execute(ctx, p.operation(t, t.Attempts+1))
 		if err != nil {
-			return step{fault: err}
+			return step{fault: err, giveUp: giveUpIf(overdue, CodeGatewayUnavailable)}
 		}
 		return step{res: &res}
 	}
+}
+
+func giveUpIf(overdue bool, code string) string {
+	if overdue {
+		return code
+	}
+	return ""
 }
 
 // verify finds out whether a transaction the platform was told had failed

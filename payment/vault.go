@@ -60,17 +60,20 @@ func (e *Engine) vault(ctx context.Context, c VaultCall) (VaultResult, error) {
 	deadline := Policy{Deadline: c.Deadline}.deadline()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deadline)
 	defer cancel()
-	gw, ok := e.gateways.Gateway(c.Gateway)
-	if !ok {
-		return VaultResult{}, &Fault{Err: fmt.Errorf("gateway %q is not configured", c.Gateway)}
-	}
 	created := e.now()
 	backoff := 20 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		res, err := gw.Vault(ctx, VaultRequest{
-			Key: pspKey(c.Key), SourceToken: c.SourceToken, CustomerEmail: c.CustomerEmail,
-			CreatedAt: created, Attempt: attempt,
-		})
+		gw, ok := e.gateways.Gateway(c.Gateway) // per attempt: see execute
+		var res VaultResult
+		var err error
+		if ok {
+			res, err = gw.Vault(ctx, VaultRequest{
+				Key: pspKey(c.Key), SourceToken: c.SourceToken, CustomerEmail: c.CustomerEmail,
+				CreatedAt: created, Attempt: attempt,
+			})
+		} else {
+			err = &Fault{Err: fmt.Errorf("gateway %q is not configured", c.Gateway)}
+		}
 		if err == nil {
 			return res, nil
 		}
