@@ -93,9 +93,6 @@ func (e *Engine) maxAge() time.Duration {
 // RegisterNotifier sets how callbacks to platform are rendered.
 func (e *Engine) RegisterNotifier(platform string, n Notifier) { e.notifiers[platform] = n }
 
-// Store returns the engine's store.
-func (e *Engine) Store() Store { return e.store }
-
 // Policy is how a platform handler wants PSP trouble handled.
 type Policy struct {
 	// Deadline bounds the synchronous PSP call (default 4s).
@@ -198,7 +195,7 @@ func (e *Engine) do(ctx context.Context, req Request, render Render) (Answer, Ve
 		}
 	}
 
-	p, t, noop, rerr, err := e.begin(ctx, req, render)
+	p, t, noop, rerr, err := e.begin(ctx, req)
 	if err != nil {
 		return Answer{}, Verdict{}, err
 	}
@@ -242,7 +239,7 @@ func (e *Engine) remember(ctx context.Context, key string, p *Payment, t *Transa
 // in flight, together with an unfinished idempotency record, in one store
 // transaction. It returns a refusal, or the settled transaction a no-op
 // request stands for, or the new transaction (claimed in e.inflight).
-func (e *Engine) begin(ctx context.Context, req Request, render Render) (p *Payment, t *Transaction, noop *Transaction, refusal *Error, err error) {
+func (e *Engine) begin(ctx context.Context, req Request) (p *Payment, t *Transaction, noop *Transaction, refusal *Error, err error) {
 	if refusal := checkRequest(req); refusal != nil {
 		return nil, nil, nil, refusal, nil
 	}
