@@ -26,6 +26,7 @@ func (e *Engine) adopt(ctx context.Context, req Request, rec *IdempotencyRecord,
 			return tx.DeleteIdempotency(req.Key)
 		}
 		now := e.now()
+		before := len(p.Events)
 		adopted = true
 		done := true
 		switch {
@@ -45,6 +46,9 @@ func (e *Engine) adopt(ctx context.Context, req Request, rec *IdempotencyRecord,
 		}
 		out = Verdict{Payment: p, Tx: t, Err: txError(t)}
 		ans = render(out)
+		if err := e.emit(tx, p, before, now); err != nil {
+			return err
+		}
 		if err := tx.PutPayment(p); err != nil {
 			return err
 		}

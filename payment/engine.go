@@ -20,6 +20,8 @@ type Config struct {
 	Settings func() Settings
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
+	// Observer is told about operations and PSP calls (default: nobody).
+	Observer Observer
 }
 
 // Settings is the engine's timing.
@@ -30,6 +32,8 @@ type Settings struct {
 	// MaxAge bounds background work: a PSP that has not settled an
 	// operation by then is treated as having failed it (default 72h).
 	MaxAge time.Duration
+	// Listeners hear about every state change (payment events).
+	Listeners []Listener
 }
 
 // Notifier renders the message telling a platform how a transaction it was
@@ -46,6 +50,7 @@ type Engine struct {
 	log       *zap.Logger
 	now       func() time.Time
 	settings  func() Settings
+	observer  Observer
 	notifiers map[string]Notifier
 
 	keys     keyLocks
@@ -61,6 +66,7 @@ func New(cfg Config) *Engine {
 		log:       cfg.Logger,
 		now:       cfg.Now,
 		settings:  cfg.Settings,
+		observer:  cfg.Observer,
 		notifiers: make(map[string]Notifier),
 		kick:      make(chan struct{}, 1),
 	}
@@ -69,6 +75,9 @@ func New(cfg Config) *Engine {
 	}
 	if e.now == nil {
 		e.now = time.Now
+	}
+	if e.observer == nil {
+		e.observer = nopObserver{}
 	}
 	if e.settings == nil {
 		e.settings = func() Settings { return Settings{} }
@@ -404,7 +413,9 @@ func (e *Engine) execute(ctx context.Context, p *Payment, t *Transaction, deadli
 		var res Result
 		var err error
 		if ok {
+			start := time.Now()
 			res, err = gw.Execute(ctx, p.operation(t, attempt))
+			e.timed(p.Gateway, string(t.Kind), start)
 		} else {
 			err = &Fault{Err: fmt.Errorf("gateway %q is not configured", p.Gateway)}
 		}
@@ -443,6 +454,7 @@ func (e *Engine) finish(ctx context.Context, req Request, paymentID, txID string
 			return fmt.Errorf("payment: transaction %s vanished from %s", txID, paymentID)
 		}
 		now := e.now()
+		before := len(p.Events)
 		t.Attempts = attempts
 		switch {
 		case xerr == nil:
@@ -463,6 +475,9 @@ func (e *Engine) finish(ctx context.Context, req Request, paymentID, txID string
 		out = Verdict{Payment: p, Tx: t, Err: txError(t)}
 		ans = render(out)
 		if err := e.enqueue(tx, p, t, now); err != nil {
+			return err
+		}
+		if err := e.emit(tx, p, before, now); err != nil {
 			return err
 		}
 		if err := tx.PutPayment(p); err != nil {
@@ -564,14 +579,23 @@ func (e *Engine) logOutcome(req Request, out Verdict, start time.Time) {
 	if out.Payment != nil {
 		fields = append(fields, zap.String("payment_id", out.Payment.ID), zap.String("currency", out.Payment.Currency))
 	}
+	outcome := ""
 	switch {
 	case out.Tx == nil && out.Err == nil:
-		fields = append(fields, zap.String("outcome", "replayed"))
+		outcome = "replayed"
+	case out.Err != nil && out.Tx != nil && out.Tx.State == Failed:
+		outcome = "failed" // the PSP said no, or could not be reached
+		fields = append(fields, zap.String("code", out.Err.Code))
 	case out.Err != nil:
-		fields = append(fields, zap.String("outcome", "refused"), zap.String("code", out.Err.Code))
+		outcome = "refused" // paybridge's own rules said no
+		fields = append(fields, zap.String("code", out.Err.Code))
+	case out.Tx.State == Succeeded:
+		outcome = "succeeded"
 	default:
-		fields = append(fields, zap.String("outcome", string(out.Tx.State)))
+		outcome = "pending"
 	}
+	fields = append(fields, zap.String("outcome", outcome))
+	e.observer.Operation(req.Platform, string(req.Kind), outcome)
 	if out.Tx != nil {
 		fields = append(fields, zap.Int64("amount", out.Tx.Amount))
 	}

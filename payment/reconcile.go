@@ -168,6 +168,7 @@ func (e *Engine) work(ctx context.Context, paymentID, txID string) {
 			return nil
 		}
 		now := e.now()
+		before := len(p.Events)
 		if s.res != nil || s.fault != nil || s.giveUp != "" {
 			t.Attempts++
 		}
@@ -197,6 +198,9 @@ func (e *Engine) work(ctx context.Context, paymentID, txID string) {
 			}
 		}
 		if err := e.enqueue(tx, p, t, now); err != nil {
+			return err
+		}
+		if err := e.emit(tx, p, before, now); err != nil {
 			return err
 		}
 		if err := tx.PutPayment(p); err != nil {
@@ -248,7 +252,9 @@ func (e *Engine) look(ctx context.Context, p *Payment, t *Transaction) step {
 		if !ok {
 			return step{fault: errors.New("gateway not configured"), giveUp: giveUpIf(overdue, CodeGatewayTimeout)}
 		}
+		start := time.Now()
 		res, err := gw.Status(ctx, p.operation(t, t.Attempts))
+		e.timed(p.Gateway, "status", start)
 		if err == nil && res.Outcome != OutcomePending {
 			return step{res: &res}
 		}
@@ -264,7 +270,9 @@ func (e *Engine) look(ctx context.Context, p *Payment, t *Transaction) step {
 		if !ok {
 			return step{fault: &Fault{Err: errors.New("gateway not configured")}, giveUp: giveUpIf(overdue, CodeGatewayUnavailable)}
 		}
+		start := time.Now()
 		res, err := gw.Execute(ctx, p.operation(t, t.Attempts+1))
+		e.timed(p.Gateway, string(t.Kind), start)
 		if err != nil {
 			return step{fault: err, giveUp: giveUpIf(overdue, CodeGatewayUnavailable)}
 		}

@@ -35,20 +35,24 @@ func (e *Engine) Vault(ctx context.Context, c VaultCall, render VaultRender) (An
 		return Answer{}, err
 	}
 	if rec != nil && rec.Done {
+		e.observer.Operation(c.Platform, "token", "replayed")
 		return rec.Answer, nil
 	}
 
 	res, xerr := e.vault(ctx, c)
 	switch {
 	case xerr != nil:
+		e.observer.Operation(c.Platform, "token", "failed")
 		return render(VaultResult{}, newError(KindUnavailable, CodeGatewayUnavailable, "the payment gateway could not be reached in time")), nil
 	case res.Declined:
 		code := res.Code
 		if code == "" {
 			code = "declined"
 		}
+		e.observer.Operation(c.Platform, "token", "failed")
 		return render(VaultResult{}, newError(KindDeclined, code, res.Message)), nil
 	}
+	e.observer.Operation(c.Platform, "token", "succeeded")
 	ans := render(res, nil)
 	err = e.store.Update(ctx, func(tx Tx) error {
 		return tx.PutIdempotency(&IdempotencyRecord{Key: c.Key, Done: true, Answer: ans, CreatedAt: e.now()})
@@ -67,10 +71,12 @@ func (e *Engine) vault(ctx context.Context, c VaultCall) (VaultResult, error) {
 		var res VaultResult
 		var err error
 		if ok {
+			start := time.Now()
 			res, err = gw.Vault(ctx, VaultRequest{
 				Key: pspKey(c.Key), SourceToken: c.SourceToken, CustomerEmail: c.CustomerEmail,
 				CreatedAt: created, Attempt: attempt,
 			})
+			e.timed(c.Gateway, "vault", start)
 		} else {
 			err = &Fault{Err: fmt.Errorf("gateway %q is not configured", c.Gateway)}
 		}
