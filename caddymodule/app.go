@@ -38,6 +38,8 @@ type App struct {
 	// GatewaysRaw are the payment gateways by name; each is a module of
 	// namespace paybridge.gateways named by its "type".
 	GatewaysRaw map[string]json.RawMessage `json:"gateways,omitempty" caddy:"namespace=paybridge.gateways inline_key=type"`
+	// Events lists the endpoints that receive payment events.
+	Events *EventsConfig `json:"events,omitempty"`
 
 	gateways map[string]GatewayModule
 	storage  string
@@ -46,6 +48,8 @@ type App struct {
 	// commerceLayer is filled while the config is provisioned and only read
 	// once it has started, so it needs no lock.
 	commerceLayer map[string]*handlers.CommerceLayer
+	listeners     []payment.Listener
+	endpoints     map[string]*EventEndpoint
 
 	ready   chan struct{} // closed when Start has opened the store
 	runtime *runtime
@@ -83,6 +87,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("storage %q: %v", a.storage, err)
 	}
 	a.storage = abs
+	a.listeners, a.endpoints, err = a.Events.provision()
+	if err != nil {
+		return err
+	}
 	a.gateways = make(map[string]GatewayModule)
 	if a.GatewaysRaw != nil {
 		mods, err := ctx.LoadModule(a, "GatewaysRaw")

@@ -26,6 +26,7 @@ func init() {
 //		reconcile_interval <duration>
 //		max_age <duration>
 //		retry_backoff <min> <max>
+//		events { endpoint <url> { secret …; types … } }
 //		gateway <name> <type> { <type's options> }
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
@@ -64,6 +65,15 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, d.Errf("retry_backoff: want two durations, min <= max, got %q %q", lo, hi)
 			}
 			app.RetryBackoffMin, app.RetryBackoffMax = caddy.Duration(min), caddy.Duration(max)
+		case "events":
+			if app.Events != nil {
+				return nil, d.Err("events is given twice")
+			}
+			ev, err := parseEvents(d)
+			if err != nil {
+				return nil, err
+			}
+			app.Events = ev
 		case "gateway":
 			var name, typ string
 			if !d.Args(&name, &typ) {

@@ -143,7 +143,7 @@ func (rt *runtime) Gateway(name string) (payment.Gateway, bool) {
 
 func (rt *runtime) settings() payment.Settings {
 	if a := rt.current.Load(); a != nil {
-		return payment.Settings{ReconcileInterval: a.interval(), MaxAge: a.maxAge()}
+		return payment.Settings{ReconcileInterval: a.interval(), MaxAge: a.maxAge(), Listeners: a.listeners}
 	}
 	return payment.Settings{}
 }
@@ -164,6 +164,12 @@ func (rt *runtime) resolve(m payment.Message) (delivery.Destination, bool) {
 		}
 		url, header := h.CallbackDestination(m.Body)
 		return delivery.Destination{URL: url, Header: header}, true
+	case payment.EventKind:
+		ep, ok := a.endpoints[m.Target]
+		if !ok {
+			return delivery.Destination{}, false
+		}
+		return ep.destination(m.Body), true
 	}
 	return delivery.Destination{}, false
 }
