@@ -222,3 +222,23 @@ var (
 	_ caddy.Provisioner = (*App)(nil)
 	_ caddy.Validator   = (*App)(nil)
 )
+
+// live returns the running paybridge app of the active config, for the
+// admin API (rebuilt on every reload, so it must look the app up per
+// request) and the metrics gauges.
+func live() (*App, *runtime, bool) {
+	v, err := caddy.ActiveContext().AppIfConfigured("paybridge")
+	if err != nil || v == nil {
+		return nil, nil, false
+	}
+	a, ok := v.(*App)
+	if !ok {
+		return nil, nil, false
+	}
+	select {
+	case <-a.ready:
+		return a, a.runtime, true
+	default:
+		return nil, nil, false
+	}
+}
