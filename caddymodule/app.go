@@ -76,6 +76,9 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // second process, while Badger allows one open per directory.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("registering metrics: %v", err)
+	}
 	a.ready = make(chan struct{})
 	a.commerceLayer = make(map[string]*handlers.CommerceLayer)
 	a.storage = a.Storage

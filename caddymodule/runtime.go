@@ -83,12 +83,14 @@ func openRuntime(a *App) (*runtime, error) {
 		Gateways: rt,
 		Logger:   logger.Named("engine"),
 		Settings: rt.settings,
+		Observer: metricsObserver{},
 	})
 	rt.engine.RegisterNotifier(handlers.PlatformCommerceLayer, handlers.CommerceLayerCallback)
 	rt.worker = &delivery.Worker{
-		Outbox:  st,
-		Resolve: rt.resolve,
-		Logger:  logger.Named("delivery"),
+		Outbox:   st,
+		Resolve:  rt.resolve,
+		Logger:   logger.Named("delivery"),
+		OnResult: observeDelivery,
 		// Set when the store is opened: a reload that changes max_age or
 		// retry_backoff applies to the worker after a restart.
 		MaxAge:     a.maxAge(),
