@@ -30,9 +30,23 @@ paybridge tools for walkthroughs and debugging.
   caddy paybridge listen --secret S [--addr localhost:9090]
       Receives callbacks (e.g. Commerce Layer's webhook endpoint stand-in),
       prints each body and whether its signature verifies, answers 200.
+
+  caddy paybridge outbox [--state pending|dead] [--address <admin addr>]
+      Lists the outbound messages (callbacks, events) waiting for delivery,
+      or the dead letters given up after max_age, from the running Caddy's
+      admin API (GET /paybridge/outbox), as JSON.
+
+  caddy paybridge replay <seq> [--address <admin addr>]
+      Delivers message <seq> again now: a dead letter goes back into its
+      queue, a queued message waiting for its next attempt is tried at once
+      (POST /paybridge/outbox/<seq>/retry).
+
+  outbox and replay find the admin endpoint like 'caddy stop' does:
+  --address, else the admin address of --config [--adapter], else Caddy's
+  default.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(signCommand(), listenCommand())
+			cmd.AddCommand(signCommand(), listenCommand(), outboxCommand(), replayCommand())
 		},
 	})
 }
