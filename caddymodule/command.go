@@ -18,8 +18,8 @@ func init() {
 	// One command with subcommands: Caddy panics on duplicate names.
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "paybridge",
-		Usage: "<sign|listen> [flags]",
-		Short: "paybridge tools: sign a Commerce Layer body, receive callbacks",
+		Usage: "<sign|listen|outbox|replay> [flags]",
+		Short: "paybridge tools: sign bodies, receive callbacks, inspect and replay the outbox",
 		Long: `
 paybridge tools for walkthroughs and debugging.
 
@@ -28,8 +28,9 @@ paybridge tools for walkthroughs and debugging.
       standard input): base64 HMAC-SHA256 of its exact bytes.
 
   caddy paybridge listen --secret S [--addr localhost:9090]
-      Receives callbacks (e.g. Commerce Layer's webhook endpoint stand-in),
-      prints each body and whether its signature verifies, answers 200.
+      Receives callbacks (e.g. Commerce Layer's webhook endpoint stand-in)
+      and payment events, prints each body and whether its signature
+      (X-CommerceLayer-Signature or Paybridge-Signature) verifies, answers 200.
 
   caddy paybridge outbox [--state pending|dead] [--address <admin addr>]
       Lists the outbound messages (callbacks, events) waiting for delivery,
@@ -96,7 +97,13 @@ func listenCommand() *cobra.Command {
 					verdict := "no signature checked (no --secret)"
 					if len(secrets) > 0 {
 						verdict = "signature INVALID"
-						if signature.VerifyCommerceLayer(r.Header.Get(signature.CommerceLayerHeader), body, secrets) {
+						switch {
+						case r.Header.Get(signature.Header) != "":
+							// Payment events: timestamped, 5 minutes of tolerance.
+							if signature.Verify(r.Header.Get(signature.Header), body, secrets, time.Now(), 5*time.Minute) == nil {
+								verdict = "signature ok (" + signature.Header + ")"
+							}
+						case signature.VerifyCommerceLayer(r.Header.Get(signature.CommerceLayerHeader), body, secrets):
 							verdict = "signature ok"
 						}
 					}
