@@ -12,7 +12,7 @@ import (
 // is known now. adopted is false when the earlier attempt failed, so the
 // repeat goes on as a new attempt.
 func (e *Engine) adopt(ctx context.Context, req Request, rec *IdempotencyRecord, render Render) (ans Answer, out Verdict, adopted bool, err error) {
-	err = e.store.Update(ctx, func(tx Tx) error {
+	err = e.updatePayment(ctx, rec.PaymentID, func(tx Tx) error {
 		adopted = false
 		p, err := tx.Payment(rec.PaymentID)
 		if errors.Is(err, ErrNotFound) {

@@ -54,6 +54,7 @@ type Engine struct {
 	notifiers map[string]Notifier
 
 	keys     keyLocks
+	payments keyLocks
 	inflight inflight
 	kick     chan struct{}
 }
@@ -101,6 +102,19 @@ func (e *Engine) maxAge() time.Duration {
 
 // RegisterNotifier sets how callbacks to platform are rendered.
 func (e *Engine) RegisterNotifier(platform string, n Notifier) { e.notifiers[platform] = n }
+
+// updatePayment runs fn in a store transaction while holding paymentID's
+// lock. Writes to one payment are serialized here, in process, so concurrent
+// captures of one authorization queue up instead of colliding in Badger and
+// retrying; Badger's conflict detection stays as the backstop that keeps the
+// invariants if anything else writes the payment.
+func (e *Engine) updatePayment(ctx context.Context, paymentID string, fn func(Tx) error) error {
+	if paymentID != "" {
+		unlock := e.payments.lock(paymentID)
+		defer unlock()
+	}
+	return e.store.Update(ctx, fn)
+}
 
 // Policy is how a platform handler wants PSP trouble handled.
 type Policy struct {
@@ -268,7 +282,12 @@ func (e *Engine) begin(ctx context.Context, req Request) (p *Payment, t *Transac
 	// Claimed before it is written, so the reconciler never mistakes it for
 	// an orphan in between.
 	e.inflight.claim(t.ID)
-	err = e.store.Update(ctx, func(tx Tx) error {
+	lockID := ""
+	if req.Kind != Authorize {
+		// Best effort: an unknown token is refused inside the transaction.
+		lockID, _ = e.PaymentByToken(ctx, req.Token)
+	}
+	err = e.updatePayment(ctx, lockID, func(tx Tx) error {
 		p, noop, refusal = nil, nil, nil
 		var ferr error
 		if req.Kind == Authorize {
@@ -444,7 +463,7 @@ func (e *Engine) execute(ctx context.Context, p *Payment, t *Transaction, deadli
 func (e *Engine) finish(ctx context.Context, req Request, paymentID, txID string, res Result, attempts int, xerr error, render Render) (Answer, Verdict, error) {
 	var ans Answer
 	var out Verdict
-	err := e.store.Update(ctx, func(tx Tx) error {
+	err := e.updatePayment(ctx, paymentID, func(tx Tx) error {
 		p, err := tx.Payment(paymentID)
 		if err != nil {
 			return err

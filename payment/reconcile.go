@@ -158,7 +158,7 @@ func (e *Engine) work(ctx context.Context, paymentID, txID string) {
 		return
 	}
 	s := e.look(ctx, p, t)
-	err = e.store.Update(ctx, func(tx Tx) error {
+	err = e.updatePayment(ctx, paymentID, func(tx Tx) error {
 		p, err := tx.Payment(paymentID)
 		if err != nil {
 			return err
@@ -299,7 +299,9 @@ func (e *Engine) verify(ctx context.Context, gw Gateway, p *Payment, t *Transact
 	if e.superseded(ctx, p, t) {
 		return step{verified: true}
 	}
+	start := time.Now()
 	res, err := gw.Status(ctx, p.operation(t, t.Attempts))
+	e.timed(p.Gateway, "status", start)
 	if err != nil {
 		return step{fault: err}
 	}
@@ -319,7 +321,9 @@ func (e *Engine) verify(ctx context.Context, gw Gateway, p *Payment, t *Transact
 		Kind: Void, PaymentID: p.ID, Key: t.PSPKey + "_void", SourceToken: p.SourceToken,
 		Ref: res.Ref, Amount: t.Amount, Currency: p.Currency, CreatedAt: t.CreatedAt, Attempt: 1,
 	}
+	start = time.Now()
 	vres, err := gw.Execute(ctx, void)
+	e.timed(p.Gateway, string(Void), start)
 	if err != nil || vres.Outcome == OutcomePending {
 		return step{fault: errors.New("void at the PSP not done yet")}
 	}

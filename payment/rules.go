@@ -125,9 +125,12 @@ func (p *Payment) apply(t *Transaction, state TxState, at time.Time) {
 		p.Refunded += t.Amount
 	}
 	if typ := eventFor(t); typ != "" {
-		// Retrying and Pending both read as "received": one event, not two.
-		if n := len(p.Events); n > 0 && p.Events[n-1].Type == typ && p.Events[n-1].TxID == t.ID {
-			return
+		// Retrying and Pending both read as "started": one event per
+		// transaction and type, even with other events in between.
+		for _, ev := range p.Events {
+			if ev.TxID == t.ID && ev.Type == typ {
+				return
+			}
 		}
 		p.Events = append(p.Events, Event{
 			ID:         newID("evt_"),
