@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 
 	"github.com/paybridge/caddy-paybridge/payment"
@@ -36,5 +37,31 @@ func BenchmarkPutNewPayment(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkPutNewPaymentParallel is BenchmarkPutNewPayment from many
+// goroutines, as concurrent requests write: group commit makes their
+// writes durable together, one fsync a batch.
+func BenchmarkPutNewPaymentParallel(b *testing.B) {
+	s, _ := openTemp(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetParallelism(32) // 32 × GOMAXPROCS writers
+	var n atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			id := fmt.Sprint("pay", n.Add(1))
+			p := newPayment(id)
+			err := s.Update(ctx, func(tx payment.Tx) error { return tx.PutPayment(p) })
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	commits, updates := s.CommitStats()
+	if commits > 0 {
+		b.ReportMetric(float64(updates)/float64(commits), "updates/commit")
 	}
 }

@@ -13,7 +13,7 @@ import (
 // tx is the payment.Tx of one Update or View attempt.
 type tx struct {
 	s        *Store
-	txn      *badger.Txn
+	kv       kv
 	readOnly bool
 	enqueued bool // whether a commit must signal Store.Enqueued
 }
@@ -23,14 +23,14 @@ var errReadOnly = errors.New("store: write in a View transaction")
 // get reads k through the transaction, which both sees the transaction's
 // own writes and records the read for conflict detection.
 func (t *tx) get(k []byte, v any) error {
-	item, err := t.txn.Get(k)
+	b, err := t.kv.get(k)
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return payment.ErrNotFound
 	}
 	if err != nil {
 		return err
 	}
-	return item.Value(func(b []byte) error { return json.Unmarshal(b, v) })
+	return json.Unmarshal(b, v)
 }
 
 func (t *tx) put(k []byte, v any) error {
@@ -41,7 +41,7 @@ func (t *tx) put(k []byte, v any) error {
 	if err != nil {
 		return err
 	}
-	return t.txn.Set(k, b)
+	return t.kv.set(k, b)
 }
 
 func (t *tx) Payment(id string) (*payment.Payment, error) {
@@ -74,9 +74,9 @@ func (t *tx) PutPayment(p *payment.Payment) error {
 		}
 	}
 	if p.Open() {
-		return t.txn.Set(openKey(p.ID), nil)
+		return t.kv.set(openKey(p.ID), nil)
 	}
-	return t.txn.Delete(openKey(p.ID))
+	return t.kv.del(openKey(p.ID))
 }
 
 // indexToken points tok at payment id. Tokens are only ever added to a
@@ -91,39 +91,26 @@ func (t *tx) indexToken(tok, id string) error {
 		return nil
 	}
 	k := tokenKey(tok)
-	item, err := t.txn.Get(k)
+	v, err := t.kv.get(k)
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
-		return t.txn.Set(k, []byte(id))
+		return t.kv.set(k, []byte(id))
 	case err != nil:
 		return fmt.Errorf("store: token index: %w", err)
-	}
-	same := false
-	err = item.Value(func(v []byte) error {
-		same = string(v) == id
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("store: token index: %w", err)
-	}
-	if same {
+	case string(v) == id:
 		return nil
 	}
-	return t.txn.Set(k, []byte(id))
+	return t.kv.set(k, []byte(id))
 }
 
 func (t *tx) PaymentIDByToken(token string) (string, error) {
 	if token == "" {
 		return "", payment.ErrNotFound
 	}
-	item, err := t.txn.Get(tokenKey(token))
+	v, err := t.kv.get(tokenKey(token))
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return "", payment.ErrNotFound
 	}
-	if err != nil {
-		return "", fmt.Errorf("store: token index: %w", err)
-	}
-	v, err := item.ValueCopy(nil)
 	if err != nil {
 		return "", fmt.Errorf("store: token index: %w", err)
 	}
@@ -155,7 +142,7 @@ func (t *tx) DeleteIdempotency(key string) error {
 	if t.readOnly {
 		return errReadOnly
 	}
-	return t.txn.Delete(idempotencyKey(key))
+	return t.kv.del(idempotencyKey(key))
 }
 
 func (t *tx) Enqueue(m *payment.Message) error {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -43,6 +44,13 @@ type Store struct {
 
 	headsMu     sync.Mutex
 	headsCursor []byte // see Heads
+
+	// Group commit (see groupcommit.go).
+	commits        chan *commitReq
+	closing        chan struct{}
+	batcherDone    chan struct{}
+	groupCommits   atomic.Int64
+	groupedUpdates atomic.Int64
 
 	stopGC    chan struct{}
 	gcDone    chan struct{}
@@ -87,7 +95,12 @@ func Open(opts Options) (*Store, error) {
 		seq:      seq,
 		log:      log,
 		enqueued: make(chan struct{}, 1),
+
+		commits:     make(chan *commitReq, maxBatch),
+		closing:     make(chan struct{}),
+		batcherDone: make(chan struct{}),
 	}
+	go s.batcher()
 	interval := opts.GCInterval
 	if interval == 0 {
 		interval = defaultGCInterval
@@ -135,6 +148,10 @@ func badgerOptions(dir string, log *zap.Logger) badger.Options {
 // call's result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		// Updates handed to the batcher are finished first: they may
+		// already be acknowledged to wait only for their fsync.
+		close(s.closing)
+		<-s.batcherDone
 		if s.stopGC != nil {
 			close(s.stopGC)
 			<-s.gcDone

@@ -24,9 +24,40 @@ const maxAttempts = 100
 // a check and the write that depends on it are atomic. An error from fn is
 // returned as is and nothing is written.
 func (s *Store) Update(ctx context.Context, fn func(payment.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.commits == nil {
+		return s.updateAlone(ctx, fn)
+	}
+	r := &commitReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case s.commits <- r:
+	case <-s.closing:
+		return badger.ErrDBClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once handed over, the outcome is awaited whatever ctx says: the
+	// writes may already be on their way to disk.
+	select {
+	case err := <-r.done:
+		return err
+	case <-s.batcherDone:
+		select {
+		case err := <-r.done:
+			return err
+		default:
+			return badger.ErrDBClosed
+		}
+	}
+}
+
+// updateAlone runs fn in a transaction of its own, again on conflict.
+func (s *Store) updateAlone(ctx context.Context, fn func(payment.Tx) error) error {
 	var enqueued bool
 	err := s.update(ctx, func(txn *badger.Txn) error {
-		t := &tx{s: s, txn: txn}
+		t := &tx{s: s, kv: txnKV{txn}}
 		err := fn(t)
 		enqueued = t.enqueued
 		return err
@@ -47,7 +78,7 @@ func (s *Store) View(ctx context.Context, fn func(payment.Tx) error) error {
 	}
 	txn := s.db.NewTransaction(false)
 	defer txn.Discard()
-	return fn(&tx{s: s, txn: txn, readOnly: true})
+	return fn(&tx{s: s, kv: txnKV{txn}, readOnly: true})
 }
 
 // update runs fn in a read-write transaction, again on conflict.

@@ -1,0 +1,140 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/paybridge/caddy-paybridge/payment"
+)
+
+// Concurrent Updates of different payments share commits, and every one
+// that returned nil is durable: it is there after a reopen.
+func TestGroupCommitBatchesAndIsDurable(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(Options{Dir: dir, GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 400
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := newPayment(fmt.Sprint("gc", i))
+			errs <- s.Update(context.Background(), func(tx payment.Tx) error { return tx.PutPayment(p) })
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	commits, updates := s.CommitStats()
+	t.Logf("%d updates in %d commits", updates, commits)
+	if updates != n {
+		t.Errorf("group commit carried %d updates, want %d", updates, n)
+	}
+	if commits >= n {
+		t.Errorf("%d commits for %d concurrent updates: nothing was grouped", commits, n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(Options{Dir: dir, GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	for i := range n {
+		if p := get(t, s2, fmt.Sprint("gc", i)); p == nil {
+			t.Fatalf("payment gc%d lost", i)
+		}
+	}
+}
+
+// A refused Update in a batch changes nothing, and does not hold back the
+// others of its batch.
+func TestGroupCommitRefusedUpdateWritesNothing(t *testing.T) {
+	s, _ := openTemp(t)
+	refusal := errors.New("refused")
+	const n = 200
+	var wg sync.WaitGroup
+	var ok, refused atomic.Int64
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := newPayment(fmt.Sprint("r", i))
+			err := s.Update(context.Background(), func(tx payment.Tx) error {
+				if err := tx.PutPayment(p); err != nil {
+					return err
+				}
+				if i%2 == 1 {
+					return refusal // after writing: the write must vanish
+				}
+				return nil
+			})
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, refusal):
+				refused.Add(1)
+			default:
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != n/2 || refused.Load() != n/2 {
+		t.Fatalf("ok %d refused %d, want %d each", ok.Load(), refused.Load(), n/2)
+	}
+	for i := range n {
+		var err error
+		_ = s.View(context.Background(), func(tx payment.Tx) error {
+			_, err = tx.Payment(fmt.Sprint("r", i))
+			return nil
+		})
+		switch {
+		case i%2 == 0 && err != nil:
+			t.Errorf("accepted payment r%d missing: %v", i, err)
+		case i%2 == 1 && !errors.Is(err, payment.ErrNotFound):
+			t.Errorf("refused payment r%d was written (err %v)", i, err)
+		}
+		id := ""
+		_ = s.View(context.Background(), func(tx payment.Tx) error {
+			id, _ = tx.PaymentIDByToken(fmt.Sprint("tok-r", i))
+			return nil
+		})
+		if i%2 == 1 && id != "" {
+			t.Errorf("refused payment r%d left its token index behind", i)
+		}
+	}
+}
+
+// Updates closed out by Close are answered, never left waiting.
+func TestGroupCommitCloseAnswersEveryone(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(Options{Dir: dir, GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := newPayment(fmt.Sprint("c", i))
+			_ = s.Update(context.Background(), func(tx payment.Tx) error { return tx.PutPayment(p) })
+		}()
+	}
+	s.Close()
+	wg.Wait() // a hang here is the failure
+}
