@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/paybridge/caddy-paybridge/payment"
@@ -57,13 +59,61 @@ func (s *Sandbox) record(now time.Time, op, key string, amount int64, currency s
 	if s.closed.Load() {
 		return &payment.Fault{Sent: false, Err: ErrClosed}
 	}
+	// A PSP that gets an operation again under an idempotency key it has
+	// executed answers it again and charges nothing: the engine relies on
+	// that when it re-sends an operation whose answer a crash lost. So a
+	// repeat is not executed (not recorded) again. What the ledger still
+	// catches is the real double charge: one operation under two keys.
+	s.executed.mu.Lock()
+	defer s.executed.mu.Unlock()
+	pair := op + " " + key
+	if _, done := s.executed.m[pair]; done {
+		return nil
+	}
 	if _, err := s.ledger.Write(line); err != nil {
 		return &payment.Fault{Sent: true, Err: fmt.Errorf("sandbox: writing ledger: %w", err)}
 	}
 	if err := s.ledger.Sync(); err != nil {
 		return &payment.Fault{Sent: true, Err: fmt.Errorf("sandbox: syncing ledger: %w", err)}
 	}
+	s.executed.m[pair] = struct{}{}
 	return nil
+}
+
+// keySet is the (operation, key) pairs a ledger file records. One per file
+// per process, shared by the sandboxes of overlapping configs (a reload
+// creates a new one on the same file), loaded from the file once, so it
+// also knows what executed before a restart.
+type keySet struct {
+	mu sync.Mutex
+	m  map[string]struct{}
+}
+
+var (
+	keySetsMu sync.Mutex
+	keySets   = map[string]*keySet{}
+)
+
+func ledgerKeys(path string) (*keySet, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: ledger path: %w", err)
+	}
+	keySetsMu.Lock()
+	defer keySetsMu.Unlock()
+	if ks, ok := keySets[abs]; ok {
+		return ks, nil
+	}
+	entries, err := ReadLedger(abs)
+	if err != nil {
+		return nil, err
+	}
+	ks := &keySet{m: make(map[string]struct{}, len(entries))}
+	for _, e := range entries {
+		ks.m[e.Op+" "+e.Key] = struct{}{}
+	}
+	keySets[abs] = ks
+	return ks, nil
 }
 
 const hexDigits = "0123456789ABCDEF"

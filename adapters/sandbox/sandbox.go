@@ -26,8 +26,12 @@
 //
 // With Config.Ledger set, the sandbox appends one fsynced line per operation
 // it really executes, so fault tests (kill -9 included) can prove that no
-// operation executed twice: the same key twice for the same operation is a
-// double charge. ReadLedger parses that file.
+// operation was charged twice. Like a real PSP, it honours idempotency keys:
+// an operation it already executed under a key (the ledger says so, also
+// after a restart) is answered again and not executed again. So a double
+// charge in the ledger is one payment operation under two keys, which is
+// what an engine that lost track of its key would do. ReadLedger parses the
+// file.
 //
 // This package is part of paybridge's core: it must not import Caddy, Badger
 // or net/http-serving code.
@@ -141,6 +145,10 @@ type Sandbox struct {
 	closed atomic.Bool
 	mu     sync.Mutex // serializes ledger writes and Close
 	ledger *os.File   // nil without a ledger; set once in New
+	// executed holds the (operation, key) pairs the ledger records: a
+	// repeat answers as before without executing again, as a PSP honours
+	// an idempotency key (see record).
+	executed *keySet
 }
 
 var _ payment.Gateway = (*Sandbox)(nil)
@@ -170,6 +178,10 @@ func New(cfg Config) (*Sandbox, error) {
 			return nil, fmt.Errorf("sandbox: opening ledger: %w", err)
 		}
 		s.ledger = f
+		if s.executed, err = ledgerKeys(cfg.Ledger); err != nil {
+			f.Close()
+			return nil, err
+		}
 	}
 	return s, nil
 }

@@ -606,7 +606,9 @@ func TestVault(t *testing.T) {
 		}
 		keys = append(keys, e.Key)
 	}
-	if got, want := strings.Join(keys, ","), "vault_1,vault_1,vault_2,vault_1,f,o,i,a"; got != want {
+	// A key executed once is answered again without a second ledger line,
+	// as a PSP honours an idempotency key.
+	if got, want := strings.Join(keys, ","), "vault_1,vault_2,f,o,i,a"; got != want {
 		t.Errorf("vault ledger keys %s, want %s", got, want)
 	}
 }
