@@ -65,11 +65,12 @@ func (r loopResult) latencies(series func(*worker) []time.Duration) []time.Durat
 }
 
 // capHint sizes each worker's latency slice for d at up to 30,000 requests
-// a second in total (more than this machine's ceiling); append grows it if
-// a faster machine needs more.
+// a second in total (more than this machine's ceiling), but at most 65,536
+// entries (long growth phases run far below that rate); append grows a
+// slice that needs more.
 func (b *bench) capHint(d time.Duration) int {
 	n := int(d.Seconds()*30000)/b.cfg.concurrency + 1024
-	return min(n, 1<<22)
+	return min(n, 1<<16)
 }
 
 // closedLoop runs concurrency workers, each calling op back to back, until d

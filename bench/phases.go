@@ -203,8 +203,6 @@ func (b *bench) phaseReplay(ctx context.Context, perWorker bool) (row, error) {
 		n = b.cfg.concurrency
 	}
 	originals := make([]original, n)
-	var setup worker
-	setup.init(0, n)
 	for i := range originals {
 		body := authorizeBody(b.runID, b.seq.Add(1), "tok_visa_")
 		sig := clSign(b.secret, body)
