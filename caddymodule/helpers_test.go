@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/paybridge/caddy-paybridge/internal/cltest"
 	"io"
 	"io/fs"
 	"net/http"
@@ -259,14 +260,6 @@ type response struct {
 
 func (r response) String() string { return fmt.Sprintf("HTTP %d %s", r.Status, r.Body) }
 
-// clSign is Commerce Layer's signature, computed here independently of the
-// signature package: standard base64 of HMAC-SHA256(secret, body).
-func clSign(secret string, body []byte) string {
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write(body)
-	return base64.StdEncoding.EncodeToString(m.Sum(nil))
-}
-
 // do sends a request; header values "" are left out.
 func do(t testing.TB, method, path string, body []byte, header map[string]string) response {
 	t.Helper()
@@ -443,91 +436,22 @@ func mustJSON(t testing.TB, v any) []byte {
 	return b
 }
 
-var stamp = "2026-01-02T03:04:05.000Z"
-
-// authorizeDoc is an authorize call: an external_payments resource whose
-// order (relationships.order, in included) carries the currency and amount.
-func authorizeDoc(id, sourceToken string, amount int64) map[string]any {
-	orderID := "ord_" + id
-	return map[string]any{
-		"data": map[string]any{
-			"id":   id,
-			"type": "external_payments",
-			"attributes": map[string]any{
-				"payment_source_token": sourceToken,
-				"metadata":             map[string]any{},
-				"created_at":           stamp,
-				"updated_at":           stamp,
-			},
-			"relationships": map[string]any{
-				"order": map[string]any{"data": map[string]any{"type": "orders", "id": orderID}},
-			},
-		},
-		"included": []any{
-			map[string]any{
-				"id":   orderID,
-				"type": "orders",
-				"attributes": map[string]any{
-					"number":                        "NR-" + id,
-					"currency_code":                 "EUR",
-					"customer_email":                "buyer@example.com",
-					"total_amount_cents":            amount,
-					"total_amount_with_taxes_cents": amount,
-				},
-			},
-		},
-	}
-}
+// The Commerce Layer documents of internal/cltest, under this package's names.
+var (
+	authorizeDoc = cltest.AuthorizeDoc
+	captureDoc   = cltest.CaptureDoc
+	voidDoc      = cltest.VoidDoc
+	clSign       = cltest.Sign
+)
 
 // tokenDoc is a customer token call.
 func tokenDoc(id, sourceToken string) map[string]any {
 	return authorizeDoc(id, sourceToken, 1000)
 }
 
-// captureDoc is a capture of capture cents of the authorization token
-// (whose amount is authAmount). Commerce Layer sends the authorization
-// resource; its id stays the same across partial captures, so balance is
-// what tells two partial captures apart (as capture_balance_cents does).
-func captureDoc(id, authToken string, authAmount, capture, balance int64) map[string]any {
-	return txDoc(id, "authorizations", map[string]any{
-		"token":                 authToken,
-		"currency_code":         "EUR",
-		"amount_cents":          authAmount,
-		"capture_amount_cents":  capture,
-		"capture_balance_cents": balance,
-		"void_balance_cents":    balance,
-	})
-}
-
-// voidDoc is a void of the authorization token.
-func voidDoc(id, authToken string, authAmount int64) map[string]any {
-	return txDoc(id, "authorizations", map[string]any{
-		"token":              authToken,
-		"currency_code":      "EUR",
-		"amount_cents":       authAmount,
-		"void_balance_cents": authAmount,
-	})
-}
-
-// refundDoc is a refund of refund cents of the capture token (whose amount
-// is captureAmount).
+// refundDoc refunds refund cents of the capture captureToken (of captureAmount).
 func refundDoc(id, captureToken string, captureAmount, refund, balance int64) map[string]any {
-	return txDoc(id, "captures", map[string]any{
-		"token":                captureToken,
-		"currency_code":        "EUR",
-		"amount_cents":         captureAmount,
-		"refund_amount_cents":  refund,
-		"refund_balance_cents": balance,
-	})
-}
-
-func txDoc(id, typ string, attrs map[string]any) map[string]any {
-	attrs["number"] = "NR-" + id + "/T/001"
-	attrs["created_at"] = stamp
-	attrs["updated_at"] = stamp
-	return map[string]any{
-		"data": map[string]any{"id": id, "type": typ, "attributes": attrs},
-	}
+	return cltest.RefundDoc(id, "NR-"+id+"/T/001", captureToken, captureAmount, refund, balance)
 }
 
 // attrs returns doc's data.attributes, for tests to change.

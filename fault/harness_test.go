@@ -11,12 +11,11 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/paybridge/caddy-paybridge/internal/cltest"
 	"io"
 	"io/fs"
 	"net/http"
@@ -39,13 +38,7 @@ const (
 
 // --- signing and requests ---------------------------------------------------
 
-// sign is Commerce Layer's signature, computed here with crypto/hmac:
-// standard base64 of HMAC-SHA256(secret, body).
-func sign(secret string, body []byte) string {
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write(body)
-	return base64.StdEncoding.EncodeToString(m.Sum(nil))
-}
+var sign = cltest.Sign
 
 func newHTTPClient() *http.Client {
 	return &http.Client{
@@ -346,73 +339,18 @@ func mustJSON(v any) []byte {
 	return b
 }
 
-const stamp = "2026-01-02T03:04:05.000Z"
-
-// authorizeBody is an authorize call: an external_payments resource whose
-// order (relationships.order, in included) carries currency and amount.
+// The Commerce Layer documents of internal/cltest, as request bodies.
 func authorizeBody(id, sourceToken string, amount int64) []byte {
-	orderID := "ord_" + id
-	return mustJSON(map[string]any{
-		"data": map[string]any{
-			"id":   id,
-			"type": "external_payments",
-			"attributes": map[string]any{
-				"payment_source_token": sourceToken,
-				"metadata":             map[string]any{},
-				"created_at":           stamp,
-				"updated_at":           stamp,
-			},
-			"relationships": map[string]any{
-				"order": map[string]any{"data": map[string]any{"type": "orders", "id": orderID}},
-			},
-		},
-		"included": []any{
-			map[string]any{
-				"id":   orderID,
-				"type": "orders",
-				"attributes": map[string]any{
-					"number":                        "NR-" + id,
-					"currency_code":                 "EUR",
-					"customer_email":                "buyer@example.com",
-					"total_amount_cents":            amount,
-					"total_amount_with_taxes_cents": amount,
-				},
-			},
-		},
-	})
+	return mustJSON(cltest.AuthorizeDoc(id, sourceToken, amount))
 }
 
-// captureBody captures capture cents of the authorization authToken (of
-// authAmount); balance tells two partial captures of one authorization apart,
-// as Commerce Layer's capture_balance_cents does.
 func captureBody(id, authToken string, authAmount, capture, balance int64) []byte {
-	return txBody(id, "authorizations", "NR-"+id+"/T/001", map[string]any{
-		"token":                 authToken,
-		"currency_code":         "EUR",
-		"amount_cents":          authAmount,
-		"capture_amount_cents":  capture,
-		"capture_balance_cents": balance,
-		"void_balance_cents":    balance,
-	})
+	return mustJSON(cltest.CaptureDoc(id, authToken, authAmount, capture, balance))
 }
 
-// refundBody refunds refund cents of the capture captureToken (of
-// captureAmount); number tells refunds of one capture apart.
+// refundBody: number tells refunds of one capture apart.
 func refundBody(id, number, captureToken string, captureAmount, refund, balance int64) []byte {
-	return txBody(id, "captures", number, map[string]any{
-		"token":                captureToken,
-		"currency_code":        "EUR",
-		"amount_cents":         captureAmount,
-		"refund_amount_cents":  refund,
-		"refund_balance_cents": balance,
-	})
-}
-
-func txBody(id, typ, number string, attrs map[string]any) []byte {
-	attrs["number"] = number
-	attrs["created_at"] = stamp
-	attrs["updated_at"] = stamp
-	return mustJSON(map[string]any{"data": map[string]any{"id": id, "type": typ, "attributes": attrs}})
+	return mustJSON(cltest.RefundDoc(id, number, captureToken, captureAmount, refund, balance))
 }
 
 // --- the ledger ---------------------------------------------------------------------
