@@ -73,7 +73,7 @@ func (s *Store) commitBatch(batch []*commitReq) {
 	defer txn.Discard()
 	var joined []*commitReq
 	enqueued := false
-	for _, r := range batch {
+	for i, r := range batch {
 		if err := r.ctx.Err(); err != nil {
 			r.done <- err
 			continue
@@ -85,13 +85,15 @@ func (s *Store) commitBatch(batch []*commitReq) {
 			continue
 		}
 		if err := o.apply(); err != nil {
-			// Too big to share (or the transaction is unusable): commit
-			// what joined so far, and run the rest on their own.
-			s.finishBatch(txn, joined, enqueued)
-			for _, rest := range batch[len(joined):] {
-				if !isAnswered(rest, joined) {
-					s.alone(rest)
-				}
+			// Too big to share, and the shared transaction may now hold
+			// part of r's writes: drop it, and run everyone not yet
+			// answered (those that joined, r and the rest) on their own.
+			txn.Discard()
+			for _, j := range joined {
+				s.alone(j)
+			}
+			for _, rest := range batch[i:] {
+				s.alone(rest)
 			}
 			return
 		}
@@ -99,17 +101,6 @@ func (s *Store) commitBatch(batch []*commitReq) {
 		enqueued = enqueued || t.enqueued
 	}
 	s.finishBatch(txn, joined, enqueued)
-}
-
-// isAnswered reports whether r was already sent its result in this batch:
-// it joined, or it was refused before the failing one.
-func isAnswered(r *commitReq, joined []*commitReq) bool {
-	for _, j := range joined {
-		if j == r {
-			return true
-		}
-	}
-	return len(r.done) > 0
 }
 
 func (s *Store) finishBatch(txn *badger.Txn, joined []*commitReq, enqueued bool) {

@@ -138,3 +138,53 @@ func TestGroupCommitCloseAnswersEveryone(t *testing.T) {
 	s.Close()
 	wg.Wait() // a hang here is the failure
 }
+
+// An Update too big for a shared commit leaves none of its writes behind,
+// and the Updates batched with it still commit.
+func TestGroupCommitOversizedUpdateWritesNothing(t *testing.T) {
+	s, _ := openTemp(t)
+	var wg sync.WaitGroup
+	var bigErr error
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := newPayment(fmt.Sprint("s", i))
+			if i == 25 {
+				// ~20,000 token index entries: over the entries Badger
+				// allows one transaction with 8 MiB memtables.
+				for n := range 20000 {
+					tx := *p.Txs[0]
+					tx.ID, tx.Token = fmt.Sprint("s25-t", n), fmt.Sprint("tok-s25-", n)
+					p.Txs = append(p.Txs, &tx)
+				}
+			}
+			err := s.Update(context.Background(), func(tx payment.Tx) error { return tx.PutPayment(p) })
+			if i == 25 {
+				bigErr = err
+			} else if err != nil {
+				t.Errorf("update s%d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if bigErr == nil {
+		t.Fatal("a 20,000-entry transaction was accepted; the test needs one Badger refuses")
+	}
+	for i := range 50 {
+		var err error
+		var id string
+		_ = s.View(context.Background(), func(tx payment.Tx) error {
+			_, err = tx.Payment(fmt.Sprint("s", i))
+			id, _ = tx.PaymentIDByToken(fmt.Sprint("tok-s", i))
+			return nil
+		})
+		if i == 25 {
+			if !errors.Is(err, payment.ErrNotFound) || id != "" {
+				t.Errorf("the refused oversized update left writes behind (payment err %v, token index %q)", err, id)
+			}
+		} else if err != nil {
+			t.Errorf("payment s%d: %v", i, err)
+		}
+	}
+}
