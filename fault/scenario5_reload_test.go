@@ -21,24 +21,27 @@ import (
 // it stops the old one, so paybridge must share its Badger store across
 // them: no lock error in Caddy's log, and no request failed by the server.
 // A transport error on a reused idle connection that the old config closed
-// may be retried once, with the same body; nothing else is excused.
+// may be retried (up to 3 times, as long as that is the error), with the
+// same body; nothing else is excused.
 // lockWord finds lock errors (Badger's "Cannot acquire directory lock",
 // paybridge's "in use by another process") but not "block" or "clock".
 var lockWord = regexp.MustCompile(`\block(ed|ing)?\b`)
 
 // postRetryingReused posts body to /cl/authorize; a transport error on a
-// reused idle connection (which the old config's server closed) is retried
-// once, with the same body. Any other transport error is returned, named
+// reused idle connection (which the old config's server closed) is retried,
+// with the same body. Any other transport error is returned, named
 // for what it is: the server dropped a fresh connection without answering.
 func postRetryingReused(client *http.Client, base string, body []byte, secret string, retried *atomic.Int64) (response, error) {
 	r, err := post(client, base, "/cl/authorize", body, secret)
 	var te *transportError
-	if errors.As(err, &te) && te.reused {
+	// Each retry may itself pick another idle connection the old config
+	// closed (several are pooled): retried while that is the error.
+	for tries := 0; tries < 3 && errors.As(err, &te) && te.reused; tries++ {
 		retried.Add(1)
 		r, err = post(client, base, "/cl/authorize", body, secret)
-		if err != nil {
-			return r, fmt.Errorf("the retry after a reused connection failed too: %w", err)
-		}
+	}
+	if errors.As(err, &te) && te.reused {
+		return r, fmt.Errorf("three retries after reused connections failed too: %w", err)
 	}
 	if errors.As(err, &te) && !te.reused {
 		return r, fmt.Errorf("a fresh connection was dropped without an answer: %w", err)
