@@ -118,7 +118,7 @@ func Open(opts Options) (*Store, error) {
 // request, so the defaults (64 MiB memtables x5, a 256 MiB block cache,
 // 1 GiB value-log files) would be mostly idle memory and disk.
 func badgerOptions(dir string, log *zap.Logger) badger.Options {
-	return badger.DefaultOptions(dir).
+	opts := badger.DefaultOptions(dir).
 		// A commit is acknowledged to a platform as done: it must survive
 		// a crash or power loss, so every commit is fsynced.
 		WithSyncWrites(true).
@@ -134,14 +134,25 @@ func badgerOptions(dir string, log *zap.Logger) badger.Options {
 		WithIndexCacheSize(4 << 20).
 		// Smaller value-log files let GC reclaim space in smaller steps.
 		WithValueLogFileSize(64 << 20).
-		// Keys, indexes, idempotency records and most messages stay in the
-		// LSM tree; a payment with a long history goes to the value log
-		// so compactions don't keep rewriting it.
-		WithValueThreshold(1 << 10).
+		// Values stay in the LSM tree unless they are unusually large. A
+		// payment is rewritten several times in its life (begin and finish
+		// of each operation); in the value log every version stayed on
+		// disk until value-log GC, about 6.5 KB a payment, while compaction
+		// keeps only the newest version, compressed. Measured in
+		// bench/RESULTS.md ("Store footprint").
+		WithValueThreshold(64 << 10).
+		// Every SSTable is at most 2 MiB, at every level. A table builder
+		// holds its whole table in memory, and Badger keeps up to eight
+		// spent builders' buffers for reuse; with the default doubling per
+		// level those buffers grew with the store (460 MiB of heap at
+		// 200,000 payments). See bench/RESULTS.md ("Store footprint").
+		WithBaseTableSize(2 << 20).
 		// Two is Badger's minimum for L0 to keep up; more would only
 		// compete with request handling for CPU.
 		WithNumCompactors(2).
 		WithLogger(badgerLogger{log.Named("badger").Sugar()})
+	opts.TableSizeMultiplier = 1
+	return opts
 }
 
 // Close stops value-log GC and closes Badger. Later calls return the first
