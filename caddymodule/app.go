@@ -48,6 +48,7 @@ type App struct {
 	// commerceLayer is filled while the config is provisioned and only read
 	// once it has started, so it needs no lock.
 	commerceLayer map[string]*handlers.CommerceLayer
+	openfront     map[string]*openfrontHandler
 	listeners     []payment.Listener
 	endpoints     map[string]*EventEndpoint
 
@@ -61,6 +62,9 @@ type GatewayModule interface {
 	PaymentGateway() payment.Gateway
 	// WebhookSecrets verify the PSP's signed webhooks (nil: none accepted).
 	WebhookSecrets() [][]byte
+	// PaymentPage is the URL of the gateway's page where a customer pays
+	// checkout session paymentID, or "" when the gateway has none.
+	PaymentPage(paymentID string) string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -81,6 +85,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.ready = make(chan struct{})
 	a.commerceLayer = make(map[string]*handlers.CommerceLayer)
+	a.openfront = make(map[string]*openfrontHandler)
 	a.storage = a.Storage
 	if a.storage == "" {
 		a.storage = filepath.Join(caddy.AppDataDir(), "paybridge")
@@ -205,10 +210,34 @@ func (a *App) defaultGateway() (string, error) {
 // registerCommerceLayer makes h the destination of callbacks addressed to
 // its name. Names must be unique in a config.
 func (a *App) registerCommerceLayer(h *handlers.CommerceLayer) error {
-	if _, dup := a.commerceLayer[h.Name]; dup {
-		return fmt.Errorf("two commercelayer handlers are named %q: give each organization its own name", h.Name)
+	if err := a.uniqueName(h.Name); err != nil {
+		return err
 	}
 	a.commerceLayer[h.Name] = h
+	return nil
+}
+
+// registerOpenfront makes h the destination of the events relayed for its
+// payments.
+func (a *App) registerOpenfront(h *openfrontHandler) error {
+	if err := a.uniqueName(h.Name); err != nil {
+		return err
+	}
+	a.openfront[h.Name] = h
+	if h.relay != nil {
+		a.listeners = append(a.listeners, h.listener())
+	}
+	return nil
+}
+
+// uniqueName refuses a second platform handler of one name: a payment
+// belongs to its handler by name, and so does its outbound work.
+func (a *App) uniqueName(name string) error {
+	_, cl := a.commerceLayer[name]
+	_, of := a.openfront[name]
+	if cl || of {
+		return fmt.Errorf("two paybridge platform handlers are named %q: give each its own name", name)
+	}
 	return nil
 }
 

@@ -121,7 +121,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 	h.Next()
 	var kind string
 	if !h.Args(&kind) {
-		return nil, h.Err("usage: paybridge commercelayer { ... } | paybridge gateway <name>")
+		return nil, h.Err("usage: paybridge commercelayer { ... } | paybridge openfront { ... } | paybridge gateway <name>")
 	}
 	handler := new(Handler)
 	switch kind {
@@ -134,6 +134,15 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 			return nil, err
 		}
 		handler.CommerceLayer = cl
+	case "openfront":
+		if h.NextArg() {
+			return nil, h.ArgErr()
+		}
+		of, err := parseOpenfront(h.Dispenser)
+		if err != nil {
+			return nil, err
+		}
+		handler.Openfront = of
 	case "gateway":
 		if !h.Args(&handler.Gateway) || h.NextArg() {
 			return nil, h.Err("usage: paybridge gateway <name>")
@@ -142,7 +151,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 			return nil, h.Err("paybridge gateway takes no block")
 		}
 	default:
-		return nil, h.Errf("unknown paybridge platform %q (supported: commercelayer, gateway)", kind)
+		return nil, h.Errf("unknown paybridge platform %q (supported: commercelayer, openfront, gateway)", kind)
 	}
 	return handler, nil
 }

@@ -22,6 +22,8 @@ func init() {
 type Handler struct {
 	// CommerceLayer serves Commerce Layer's external payment gateway calls.
 	CommerceLayer *CommerceLayerConfig `json:"commercelayer,omitempty"`
+	// Openfront serves an Openfront custom HTTP payment provider's calls.
+	Openfront *OpenfrontConfig `json:"openfront,omitempty"`
 	// Gateway names the gateway whose PSP-facing routes (its webhook) this
 	// handler serves.
 	Gateway string `json:"gateway,omitempty"`
@@ -74,9 +76,23 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	app := appIface.(*App)
 	h.app = app
+	set := 0
+	for _, on := range []bool{h.CommerceLayer != nil, h.Openfront != nil, h.Gateway != ""} {
+		if on {
+			set++
+		}
+	}
+	if set > 1 {
+		return fmt.Errorf("a paybridge handler serves one platform (commercelayer, openfront) or a gateway's routes, not several")
+	}
 	switch {
-	case h.CommerceLayer != nil && h.Gateway != "":
-		return fmt.Errorf("a paybridge handler serves either commercelayer or a gateway's routes, not both")
+	case h.Openfront != nil:
+		of, err := h.Openfront.build(ctx, app)
+		if err != nil {
+			return fmt.Errorf("openfront: %v", err)
+		}
+		h.serve = of.Openfront
+		return app.registerOpenfront(of)
 	case h.CommerceLayer != nil:
 		cl, err := h.CommerceLayer.build(ctx, app)
 		if err != nil {
@@ -90,13 +106,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("gateway %q is not defined in the paybridge global option", h.Gateway)
 		}
 		h.serve = &handlers.GatewayRoutes{
-			Secrets: mod.WebhookSecrets(),
-			Engine:  app.engine,
-			Logger:  ctx.Logger(),
+			Name:     h.Gateway,
+			Secrets:  mod.WebhookSecrets(),
+			Checkout: mod.PaymentPage("x") != "",
+			Engine:   app.engine,
+			Logger:   ctx.Logger(),
 		}
 		return nil
 	}
-	return fmt.Errorf("a paybridge handler needs a platform (commercelayer) or a gateway")
+	return fmt.Errorf("a paybridge handler needs a platform (commercelayer, openfront) or a gateway")
 }
 
 func (c *CommerceLayerConfig) build(ctx caddy.Context, app *App) (*handlers.CommerceLayer, error) {

@@ -166,6 +166,12 @@ func (rt *runtime) resolve(m payment.Message) (delivery.Destination, bool) {
 		}
 		url, header := h.CallbackDestination(m.Body)
 		return delivery.Destination{URL: url, Header: header}, true
+	case relayKind:
+		h, ok := a.openfront[m.Target]
+		if !ok {
+			return delivery.Destination{}, false
+		}
+		return h.destination(m)
 	case payment.EventKind:
 		ep, ok := a.endpoints[m.Target]
 		if !ok {

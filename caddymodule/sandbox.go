@@ -33,8 +33,9 @@ type SandboxGateway struct {
 	// line per operation it executes, to prove nothing ran twice.
 	Ledger string `json:"ledger,omitempty"`
 
-	sandbox *sandbox.Sandbox
-	secrets [][]byte
+	sandbox   *sandbox.Sandbox
+	secrets   [][]byte
+	publicURL string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -50,6 +51,7 @@ func (SandboxGateway) CaddyModule() caddy.ModuleInfo {
 func (g *SandboxGateway) Provision(ctx caddy.Context) error {
 	repl := caddy.NewReplacer()
 	g.secrets = signature.Secrets(repl.ReplaceAll(g.WebhookSecret, ""))
+	g.publicURL = strings.TrimRight(repl.ReplaceAll(g.PublicURL, ""), "/")
 	s, err := sandbox.New(sandbox.Config{
 		AsyncDelay: time.Duration(g.AsyncDelay),
 		Outage:     time.Duration(g.Outage),
@@ -75,6 +77,15 @@ func (g *SandboxGateway) PaymentGateway() payment.Gateway { return g.sandbox }
 
 // WebhookSecrets implements GatewayModule.
 func (g *SandboxGateway) WebhookSecrets() [][]byte { return g.secrets }
+
+// PaymentPage implements GatewayModule: the sandbox's test checkout, served
+// by `paybridge gateway <name>` under public_url.
+func (g *SandboxGateway) PaymentPage(paymentID string) string {
+	if g.publicURL == "" {
+		return ""
+	}
+	return g.publicURL + "/checkout/" + paymentID
+}
 
 // UnmarshalCaddyfile parses the block of `gateway <name> sandbox { ... }`;
 // the dispenser is positioned at "sandbox".

@@ -40,7 +40,11 @@ func (s *settings) send(ctx context.Context, m payment.Message) outcome {
 	}
 	rctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, dest.URL, bytes.NewReader(m.Body))
+	body := m.Body
+	if dest.Body != nil {
+		body = dest.Body
+	}
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, dest.URL, bytes.NewReader(body))
 	if err != nil {
 		return outcome{err: "invalid destination URL"}
 	}
@@ -73,14 +77,14 @@ func (s *settings) send(ctx context.Context, m payment.Message) outcome {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
 		return outcome{ok: true}
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
 		if ctx.Err() != nil {
 			return outcome{aborted: true}
 		}
 		return outcome{err: "reading answer: " + describe(err)}
 	}
-	if err := dest.Check(body); err != nil {
+	if err := dest.Check(answer); err != nil {
 		return outcome{err: truncate("rejected: " + err.Error()), retryAfter: retryAfter}
 	}
 	return outcome{ok: true}

@@ -17,6 +17,10 @@ type Destination struct {
 	// Header is added to the request, e.g. a signature computed over the
 	// body now rather than at enqueue time, so it uses the current secret.
 	Header http.Header
+	// Body, when not nil, is sent instead of the message's body: for
+	// protocols that wrap the stored message in an envelope made at send
+	// time (a GraphQL mutation whose variables carry a signature).
+	Body []byte
 	// Check, when set, inspects a 2xx answer's body; an error means not
 	// delivered, for protocols that report failure inside a 200 (a JSON-RPC
 	// error, GraphQL errors).

@@ -16,14 +16,21 @@ import (
 // WebhookTolerance is how old a PSP webhook's signature timestamp may be.
 const WebhookTolerance = 5 * time.Minute
 
-// GatewayRoutes serves what a PSP reaches: its webhook (POST …/webhook),
-// signed with the timestamped scheme. A webhook only says "look now": the
-// reconciler asks the PSP itself, so a forged or stale event cannot settle
-// anything, and a lost one is caught on the next reconcile pass.
+// GatewayRoutes serves what a PSP or a customer reaches: the PSP's webhook
+// (POST …/webhook), signed with the timestamped scheme, and, for a gateway
+// with a test payment page (the sandbox), …/checkout/{payment_id}. A webhook
+// only says "look now": the reconciler asks the PSP itself, so a forged or
+// stale event cannot settle anything, and a lost one is caught on the next
+// reconcile pass.
 type GatewayRoutes struct {
+	// Name is the gateway's configured name: the checkout serves only its
+	// own payments.
+	Name    string
 	Secrets [][]byte
-	Engine  func(context.Context) (*payment.Engine, error)
-	Logger  *zap.Logger
+	// Checkout enables the test payment page (sandbox only).
+	Checkout bool
+	Engine   func(context.Context) (*payment.Engine, error)
+	Logger   *zap.Logger
 }
 
 // gatewayEvent is the part of a PSP event paybridge reads: which operation
@@ -39,6 +46,12 @@ func (g *GatewayRoutes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	reply := func(status int, code, msg string) {
 		writeAnswer(w, payment.Answer{Status: status, Body: encode(map[string]string{"error": code, "message": msg})})
 	}
+	if g.Checkout {
+		if id, confirm, ok := checkoutPath(r.URL.Path); ok {
+			g.serveCheckout(w, r, id, confirm)
+			return
+		}
+	}
 	if path.Base(r.URL.Path) != "webhook" {
 		reply(http.StatusNotFound, "not_found", "unknown gateway route")
 		return
@@ -53,30 +66,36 @@ func (g *GatewayRoutes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(bodyProblem(err))
 		return
 	}
-	if len(g.Secrets) == 0 || signature.Verify(r.Header.Get(signature.Header), body, g.Secrets, time.Now(), WebhookTolerance) != nil {
-		reply(http.StatusUnauthorized, "invalid_signature", "missing, wrong or expired "+signature.Header)
+	status, code, msg := g.handleEvent(r.Context(), r.Header.Get(signature.Header), body)
+	if status == http.StatusOK && code == "" {
+		writeAnswer(w, payment.Answer{Status: http.StatusOK, Body: []byte(`{"received":true}`)})
 		return
+	}
+	reply(status, code, msg)
+}
+
+// handleEvent verifies and acts on one PSP event. code is "" when it was
+// processed.
+func (g *GatewayRoutes) handleEvent(ctx context.Context, sig string, body []byte) (status int, code, msg string) {
+	if len(g.Secrets) == 0 || signature.Verify(sig, body, g.Secrets, time.Now(), WebhookTolerance) != nil {
+		return http.StatusUnauthorized, "invalid_signature", "missing, wrong or expired " + signature.Header
 	}
 	var ev gatewayEvent
 	if json.Unmarshal(body, &ev) != nil || ev.Data.Key == "" {
-		reply(http.StatusBadRequest, "invalid_request", "expected {\"type\":…,\"data\":{\"key\":…}}")
-		return
+		return http.StatusBadRequest, "invalid_request", "expected {\"type\":…,\"data\":{\"key\":…}}"
 	}
-	engine, err := g.Engine(r.Context())
+	engine, err := g.Engine(ctx)
 	if err != nil {
-		reply(http.StatusServiceUnavailable, "unavailable", "paybridge is starting; try again")
-		return
+		return http.StatusServiceUnavailable, "unavailable", "paybridge is starting; try again"
 	}
-	id, err := engine.PaymentByToken(r.Context(), ev.Data.Key)
+	id, err := engine.PaymentByToken(ctx, ev.Data.Key)
 	if err != nil {
 		// Unknown keys are acknowledged: the PSP must not retry forever
 		// for an operation that is not ours.
-		reply(http.StatusOK, "ignored", "no payment has this key")
-		return
+		return http.StatusOK, "ignored", "no payment has this key"
 	}
-	if err := engine.ReconcilePayment(r.Context(), id); err != nil {
-		reply(http.StatusInternalServerError, "internal_error", "the event could not be processed; retry")
-		return
+	if err := engine.ReconcilePayment(ctx, id); err != nil {
+		return http.StatusInternalServerError, "internal_error", "the event could not be processed; retry"
 	}
-	writeAnswer(w, payment.Answer{Status: http.StatusOK, Body: []byte(`{"received":true}`)})
+	return http.StatusOK, "", ""
 }

@@ -156,6 +156,9 @@ type Request struct {
 	Token string
 	// SourceToken: for authorize, the payment source at the PSP.
 	SourceToken string
+	// PaymentID: for authorize, a checkout session (see Open) to authorize
+	// instead of a new payment; its amount and currency are used.
+	PaymentID string
 	// Amount: authorize, capture and refund amount, in minor units.
 	Amount int64
 	// Currency: required for authorize; when set on other calls it must
@@ -282,7 +285,7 @@ func (e *Engine) begin(ctx context.Context, req Request) (p *Payment, t *Transac
 	// Claimed before it is written, so the reconciler never mistakes it for
 	// an orphan in between.
 	e.inflight.claim(t.ID)
-	lockID := ""
+	lockID := req.PaymentID
 	if req.Kind != Authorize {
 		// Best effort: an unknown token is refused inside the transaction.
 		lockID, _ = e.PaymentByToken(ctx, req.Token)
@@ -290,9 +293,12 @@ func (e *Engine) begin(ctx context.Context, req Request) (p *Payment, t *Transac
 	err = e.updatePayment(ctx, lockID, func(tx Tx) error {
 		p, noop, refusal = nil, nil, nil
 		var ferr error
-		if req.Kind == Authorize {
-			p, ferr = e.newPayment(req, now), nil
-		} else {
+		switch {
+		case req.Kind == Authorize && req.PaymentID != "":
+			p, refusal, ferr = e.loadSession(tx, req, t)
+		case req.Kind == Authorize:
+			p = e.newPayment(req, now)
+		default:
 			p, noop, refusal, ferr = e.loadFor(tx, req, t)
 		}
 		if ferr != nil || refusal != nil || noop != nil {
@@ -317,6 +323,9 @@ func (e *Engine) begin(ctx context.Context, req Request) (p *Payment, t *Transac
 func checkRequest(req Request) *Error {
 	switch req.Kind {
 	case Authorize, Capture, Refund:
+		if req.Kind == Authorize && req.PaymentID != "" {
+			break // the session's amount, checked when it was opened
+		}
 		if req.Amount <= 0 {
 			return newError(KindInvalidAmount, CodeInvalidAmount, "the amount must be a positive number of minor units")
 		}
@@ -324,7 +333,7 @@ func checkRequest(req Request) *Error {
 	default:
 		return newError(KindInvalidRequest, CodeInvalidRequest, fmt.Sprintf("unknown operation %q", req.Kind))
 	}
-	if req.Kind == Authorize || req.Currency != "" {
+	if (req.Kind == Authorize && req.PaymentID == "") || req.Currency != "" {
 		if _, known := CurrencyExponent(req.Currency); !known {
 			return newError(KindInvalidAmount, CodeInvalidAmount, "the currency must be an upper-case ISO 4217 code")
 		}

@@ -13,9 +13,24 @@ const EventKind = "event"
 type Listener struct {
 	Name  string
 	Types map[EventType]bool
+	// Kind is the outbox Kind of its messages, which decides who renders
+	// and signs them at send time; "" is EventKind (canonical events).
+	Kind string
+	// Handler, when set, limits it to the payments of one platform
+	// handler (a platform's relay of its own payments).
+	Handler string
 }
 
-func (l Listener) wants(t EventType) bool { return l.Types == nil || l.Types[t] }
+func (l Listener) wants(p *Payment, t EventType) bool {
+	return (l.Handler == "" || l.Handler == p.Handler) && (l.Types == nil || l.Types[t])
+}
+
+func (l Listener) kind() string {
+	if l.Kind == "" {
+		return EventKind
+	}
+	return l.Kind
+}
 
 // The canonical event body: Front-Commerce's vocabulary, plus what a
 // listener needs and the vocabulary leaves open (id, sequence, amount).
@@ -31,9 +46,10 @@ type eventBody struct {
 }
 
 type eventPurchase struct {
-	OrderID     string `json:"orderId,omitempty"`
-	OrderNumber string `json:"orderNumber,omitempty"`
-	CartID      string `json:"cartId,omitempty"`
+	OrderID      string `json:"orderId,omitempty"`
+	OrderNumber  string `json:"orderNumber,omitempty"`
+	CartID       string `json:"cartId,omitempty"`
+	CollectionID string `json:"paymentCollectionId,omitempty"`
 }
 
 type eventPayment struct {
@@ -74,7 +90,7 @@ func EventBody(p *Payment, ev Event) []byte {
 	}
 	purchase := eventPurchase{OrderID: p.Purchase.OrderID, OrderNumber: p.Purchase.OrderNumber}
 	if purchase.OrderID == "" {
-		purchase = eventPurchase{CartID: p.Purchase.CartID}
+		purchase = eventPurchase{CartID: p.Purchase.CartID, CollectionID: p.Purchase.CollectionID}
 	}
 	b, err := json.Marshal(eventBody{
 		ID:          ev.ID,
@@ -103,13 +119,13 @@ func (e *Engine) emit(tx Tx, p *Payment, before int, now time.Time) error {
 	for _, ev := range p.Events[before:] {
 		var body []byte
 		for _, l := range listeners {
-			if !l.wants(ev.Type) {
+			if !l.wants(p, ev.Type) {
 				continue
 			}
 			if body == nil {
 				body = EventBody(p, ev)
 			}
-			if err := tx.Enqueue(&Message{Kind: EventKind, Target: l.Name, PaymentID: p.ID, Body: body, CreatedAt: now}); err != nil {
+			if err := tx.Enqueue(&Message{Kind: l.kind(), Target: l.Name, PaymentID: p.ID, Body: body, CreatedAt: now}); err != nil {
 				return err
 			}
 		}

@@ -36,6 +36,9 @@ func (s TxState) Final() bool { return s == Succeeded || s == Failed }
 type Status string
 
 const (
+	// StatusOpen: a checkout session, created for a platform that lets the
+	// customer choose how to pay on the PSP's page; nothing was authorized.
+	StatusOpen       Status = "open"
 	StatusPending    Status = "pending"    // authorization not settled yet
 	StatusAuthorized Status = "authorized" // authorized, nothing captured
 	StatusRefused    Status = "refused"    // authorization declined or failed
@@ -49,6 +52,9 @@ type Purchase struct {
 	OrderID     string `json:"orderId,omitempty"`
 	OrderNumber string `json:"orderNumber,omitempty"`
 	CartID      string `json:"cartId,omitempty"`
+	// CollectionID is the platform's payment collection (Openfront groups
+	// a cart's payment sessions in one).
+	CollectionID string `json:"paymentCollectionId,omitempty"`
 }
 
 // Payment is one authorization and everything done with it afterwards.
@@ -136,10 +142,11 @@ func (p *Payment) TxByID(id string) *Transaction {
 	return nil
 }
 
-// Authorization returns the payment's authorization transaction.
+// Authorization returns the payment's authorization transaction: the
+// latest, since a checkout session may be confirmed again after a decline.
 func (p *Payment) Authorization() *Transaction {
-	for _, t := range p.Txs {
-		if t.Kind == Authorize {
+	for i := len(p.Txs) - 1; i >= 0; i-- {
+		if t := p.Txs[i]; t.Kind == Authorize {
 			return t
 		}
 	}

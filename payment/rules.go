@@ -25,6 +25,13 @@ func (p *Payment) capturable() int64 {
 	return left
 }
 
+// Capturable is what may still be captured, in-flight captures reserved.
+func (p *Payment) Capturable() int64 { return p.capturable() }
+
+// Refundable is what may still be refunded of capture c, in-flight refunds
+// reserved.
+func (p *Payment) Refundable(c *Transaction) int64 { return p.refundable(c) }
+
 // refundable is what may still be refunded of capture c.
 func (p *Payment) refundable(c *Transaction) int64 {
 	left := c.Amount
