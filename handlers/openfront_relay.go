@@ -63,8 +63,8 @@ func (h *Openfront) RelayDestination(relay *OpenfrontRelay, body []byte, now tim
 		return "", nil, nil, err
 	}
 	// The event goes in as the exact bytes that were signed.
+	// vars[1:] is `"headers":…,"providerId":…}`, closing "variables".
 	request = fmt.Appendf(nil, `{"query":%s,"variables":{"event":%s,%s}`, encode(relayMutation), event, vars[1:])
-	request = append(request, '}')
 	return relay.GraphQLURL, relay.Header.Clone(), request, nil
 }
 
