@@ -584,3 +584,89 @@ func TestOpenfrontRelayEventSignature(t *testing.T) {
 		t.Fatalf("event %s", req.Variables.Event)
 	}
 }
+
+func ofConfigWith(t *testing.T, gateway, options string) string {
+	return fmt.Sprintf(`{
+	admin localhost:2999
+	paybridge {
+		storage %s
+		%s
+	}
+}
+
+http://localhost:9080 {
+	handle /openfront/* {
+		paybridge openfront {
+			%s
+		}
+	}
+}
+`, filepath.Join(t.TempDir(), "store"), gateway, options)
+}
+
+const ofGateway = "gateway default sandbox {\n\t\t\tpublic_url http://localhost:9080/psp/default\n\t\t\twebhook_secret whsec\n\t\t}"
+
+func TestOpenfrontConfigErrors(t *testing.T) {
+	t.Setenv("PAYBRIDGE_TEST_UNSET_KEY", "")
+	for _, c := range []struct {
+		name    string
+		gateway string
+		options string
+		wants   []string
+	}{
+		{"no api_key", ofGateway, "dashboard_url https://d.example/{payment_id}", []string{"api_key", "Caddyfile:"}},
+		{"api_key from an unset variable", ofGateway, "api_key {env.PAYBRIDGE_TEST_UNSET_KEY}", []string{"api_key"}},
+		{"unknown option", ofGateway, "api_key k\n\t\t\tsparkle 1", []string{"sparkle", "Caddyfile:"}},
+		{"no payment page", "gateway default sandbox", "api_key k", []string{"public_url"}},
+		{"relay without webhook_secret", "gateway default sandbox {\n\t\t\tpublic_url http://localhost:9080/psp\n\t\t}",
+			"api_key k\n\t\t\trelay {\n\t\t\t\tgraphql_url http://127.0.0.1:1/api/graphql\n\t\t\t\tprovider_id p\n\t\t\t}", []string{"webhook_secret"}},
+		{"relay without provider_id", ofGateway, "api_key k\n\t\t\trelay {\n\t\t\t\tgraphql_url http://127.0.0.1:1/api/graphql\n\t\t\t}", []string{"provider_id"}},
+		{"relay with a bad URL", ofGateway, "api_key k\n\t\t\trelay {\n\t\t\t\tgraphql_url shop.example.com\n\t\t\t\tprovider_id p\n\t\t\t}", []string{"graphql_url"}},
+		{"unknown relay option", ofGateway, "api_key k\n\t\t\trelay {\n\t\t\t\tretries 3\n\t\t\t}", []string{"retries"}},
+	} {
+		t.Run(c.name, func(t *testing.T) { assertLoadError(t, ofConfigWith(t, c.gateway, c.options), c.wants...) })
+	}
+}
+
+func TestOpenfrontNamesAreUniqueAcrossPlatforms(t *testing.T) {
+	cfg := fmt.Sprintf(`{
+	admin localhost:2999
+	paybridge {
+		storage %s
+		%s
+	}
+}
+
+http://localhost:9080 {
+	handle /a/* {
+		paybridge openfront {
+			name shop
+			api_key k
+		}
+	}
+	handle /b/* {
+		paybridge commercelayer {
+			name shop
+			shared_secret s
+			callback_url http://127.0.0.1:1/cb
+		}
+	}
+}
+`, filepath.Join(t.TempDir(), "store"), ofGateway)
+	assertLoadError(t, cfg, "shop")
+}
+
+// TestOpenfrontDashboardTemplateSurvivesCaddy checks that {payment_id} is
+// substituted by paybridge, not blanked by Caddy's replacer, also through
+// the adapted JSON.
+func TestOpenfrontDashboardTemplateSurvivesCaddy(t *testing.T) {
+	t.Setenv("PAYBRIDGE_TEST_DASH", "https://dash.example")
+	cfg := ofConfigWith(t, ofGateway, "api_key "+ofKey+"\n\t\t\tdashboard_url {env.PAYBRIDGE_TEST_DASH}/p/{payment_id}?view=full")
+	startCaddy(t, cfg)
+	e := &ofEnv{t: t}
+	id := e.create("cart_dash", 100)
+	r := e.call("generate-payment-link", oftest.Link(ofKey, id))
+	if got := str(t, decodeJSON(t, r.Body), "url"); got != "https://dash.example/p/"+id+"?view=full" {
+		t.Fatalf("link %q", got)
+	}
+}
