@@ -1,11 +1,13 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -31,6 +33,9 @@ paybridge tools for walkthroughs and debugging.
       Receives callbacks (e.g. Commerce Layer's webhook endpoint stand-in)
       and payment events, prints each body and whether its signature
       (X-CommerceLayer-Signature or Paybridge-Signature) verifies, answers 200.
+      It also stands in for Openfront's GraphQL endpoint: an event relayed
+      to handlePaymentProviderWebhook is checked against S (the sandbox's
+      webhook_secret) and accepted.
 
   caddy paybridge outbox [--state pending|dead] [--address <admin addr>]
       Lists the outbound messages (callbacks, events) waiting for delivery,
@@ -85,7 +90,7 @@ func listenCommand() *cobra.Command {
 	var secret, addr string
 	c := &cobra.Command{
 		Use:   "listen --secret <secret> [--addr localhost:9090]",
-		Short: "Receive and print signed callbacks",
+		Short: "Receive and print signed callbacks, events and Openfront relays",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
 			secrets := signature.Secrets(secret)
@@ -94,6 +99,14 @@ func listenCommand() *cobra.Command {
 				ReadHeaderTimeout: 10 * time.Second,
 				Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+					if relay, ok := parseRelay(body); ok {
+						// A stand-in for Openfront's GraphQL endpoint: it
+						// checks the relayed event's signature and accepts it.
+						fmt.Fprintf(out, "%s %s relay to Openfront: %s\nheaders %s\n%s\n", r.Method, r.URL.Path, relay.verdict(secrets), relay.headers(), relay.Variables.Event)
+						w.Header().Set("Content-Type", "application/json")
+						_, _ = w.Write([]byte(`{"data":{"handlePaymentProviderWebhook":{"success":true,"message":null,"error":null}}}`))
+						return
+					}
 					verdict := "no signature checked (no --secret)"
 					if len(secrets) > 0 {
 						verdict = "signature INVALID"
@@ -115,7 +128,41 @@ func listenCommand() *cobra.Command {
 			return srv.ListenAndServe()
 		},
 	}
-	c.Flags().StringVar(&secret, "secret", "", "the shared secret to verify X-CommerceLayer-Signature with")
+	c.Flags().StringVar(&secret, "secret", "", "the secret to verify signatures with: a Commerce Layer shared secret, an events endpoint's secret, or the sandbox's webhook_secret for events relayed to Openfront")
 	c.Flags().StringVar(&addr, "addr", "localhost:9090", "address to listen on")
 	return c
+}
+
+// relayRequest is the GraphQL request paybridge relays an event to
+// Openfront with.
+type relayRequest struct {
+	Query     string `json:"query"`
+	Variables struct {
+		Event   json.RawMessage   `json:"event"`
+		Headers map[string]string `json:"headers"`
+	} `json:"variables"`
+}
+
+func parseRelay(body []byte) (relayRequest, bool) {
+	var r relayRequest
+	if json.Unmarshal(body, &r) != nil || !strings.Contains(r.Query, "handlePaymentProviderWebhook") {
+		return r, false
+	}
+	return r, true
+}
+
+func (r relayRequest) headers() []byte {
+	b, _ := json.Marshal(r.Variables.Headers)
+	return b
+}
+
+func (r relayRequest) verdict(secrets [][]byte) string {
+	if len(secrets) == 0 {
+		return "no signature checked (no --secret)"
+	}
+	sig := r.Variables.Headers[strings.ToLower(signature.Header)]
+	if signature.Verify(sig, r.Variables.Event, secrets, time.Now(), 5*time.Minute) == nil {
+		return "event signature ok"
+	}
+	return "event signature INVALID"
 }
