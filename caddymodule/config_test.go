@@ -154,11 +154,15 @@ func TestAdaptCaddyfileExample(t *testing.T) {
 		t.Fatalf("no paybridge app: %s", out)
 	}
 	hs := paybridgeHandlers(t, cfg)
-	if len(hs) != 2 {
-		t.Fatalf("%d paybridge handlers, want 2: %s", len(hs), out)
+	if len(hs) != 3 {
+		t.Fatalf("%d paybridge handlers, want 3 (commercelayer, openfront, gateway): %s", len(hs), out)
 	}
-	found := false
+	found, openfront := false, false
 	for _, h := range hs {
+		if o, ok := h["openfront"].(map[string]any); ok {
+			keys, _ := o["api_keys"].([]any)
+			openfront = len(keys) == 1 && keys[0] == "demo-openfront-key" && o["relay"] != nil
+		}
 		if c, ok := h["commercelayer"].(map[string]any); ok {
 			found = true
 			secrets, _ := c["shared_secrets"].([]any)
@@ -167,8 +171,8 @@ func TestAdaptCaddyfileExample(t *testing.T) {
 			}
 		}
 	}
-	if !found {
-		t.Errorf("no commercelayer handler: %s", out)
+	if !found || !openfront {
+		t.Errorf("no commercelayer handler, or no openfront handler with its demo key and relay: %s", out)
 	}
 }
 
