@@ -13,7 +13,7 @@ import (
 func (h *harness) openSession(key string, amount int64) string {
 	h.t.Helper()
 	ans, err := h.eng.Open(context.Background(), payment.OpenRequest{
-		Platform: hPlatform, Handler: "h1", Gateway: hGateway, Key: key, Amount: amount, Currency: "EUR",
+		Platform: hPlatform, Handler: hHandler, Gateway: hGateway, Key: key, Amount: amount, Currency: "EUR",
 		Purchase: payment.Purchase{CartID: "cart_" + key, CollectionID: "pcol_" + key},
 	}, testRender)
 	if err != nil {
@@ -33,7 +33,7 @@ func (h *harness) openSession(key string, amount int64) string {
 func (h *harness) confirm(id, token string) result {
 	h.t.Helper()
 	return h.do(payment.Request{
-		Kind: payment.Authorize, Platform: hPlatform, Handler: "h1", Gateway: hGateway,
+		Kind: payment.Authorize, Platform: hPlatform, Handler: hHandler, Gateway: hGateway,
 		Key: "confirm|" + id + "|" + token, PaymentID: id, SourceToken: token,
 	})
 }
@@ -95,7 +95,7 @@ func TestSessionOpenIsIdempotentAndAuthorizesOnce(t *testing.T) {
 func TestSessionRefusals(t *testing.T) {
 	h := newHarness(t)
 	if ans, err := h.eng.Open(context.Background(), payment.OpenRequest{
-		Platform: hPlatform, Handler: "h1", Gateway: hGateway, Key: "bad", Amount: 0, Currency: "EUR",
+		Platform: hPlatform, Handler: hHandler, Gateway: hGateway, Key: "bad", Amount: 0, Currency: "EUR",
 	}, testRender); err != nil || ans.Status != 400 {
 		t.Fatalf("zero amount: %d %s %v", ans.Status, ans.Body, err)
 	}
@@ -103,7 +103,7 @@ func TestSessionRefusals(t *testing.T) {
 		t.Fatalf("unknown session: %d %s", r.Status, r.Body)
 	}
 	id := h.openSession("s2", 100)
-	r := h.do(payment.Request{Kind: payment.Authorize, Platform: hPlatform, Handler: "h1", Gateway: "other",
+	r := h.do(payment.Request{Kind: payment.Authorize, Platform: hPlatform, Handler: hHandler, Gateway: "other",
 		Key: "k", PaymentID: id, SourceToken: "tok_visa"})
 	if r.Status != 404 {
 		t.Fatalf("another gateway's session: %d %s", r.Status, r.Body)
