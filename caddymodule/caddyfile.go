@@ -10,6 +10,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+
+	"github.com/paybridge/caddy-paybridge/signature"
 )
 
 func init() {
@@ -187,15 +189,11 @@ func parseCommerceLayer(d *caddyfile.Dispenser) (*CommerceLayerConfig, error) {
 				return nil, d.ArgErr()
 			}
 		case "max_body_size":
-			var v string
-			if !d.Args(&v) || d.NextArg() {
-				return nil, d.ArgErr()
+			n, err := sizeArg(d)
+			if err != nil {
+				return nil, err
 			}
-			n, err := humanize.ParseBytes(v)
-			if err != nil || n == 0 || n > 1<<30 {
-				return nil, d.Errf("max_body_size: bad size %q", v)
-			}
-			c.MaxBodySize = int64(n)
+			c.MaxBodySize = n
 		case "deadline", "async_timeout":
 			dur, err := durationArg(d)
 			if err != nil {
@@ -221,6 +219,30 @@ func parseCommerceLayer(d *caddyfile.Dispenser) (*CommerceLayerConfig, error) {
 		}
 	}
 	return c, nil
+}
+
+// sizeArg parses a size such as 1MiB, between 1 byte and 1 GiB.
+func sizeArg(d *caddyfile.Dispenser) (int64, error) {
+	opt := d.Val()
+	var v string
+	if !d.Args(&v) || d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	n, err := humanize.ParseBytes(v)
+	if err != nil || n == 0 || n > 1<<30 {
+		return 0, d.Errf("%s: bad size %q", opt, v)
+	}
+	return int64(n), nil
+}
+
+// replacedSecrets replaces placeholders in each value and drops the empty
+// ones (an unset {env.X}).
+func replacedSecrets(repl *caddy.Replacer, values []string) [][]byte {
+	out := make([]string, 0, len(values))
+	for _, v := range values {
+		out = append(out, repl.ReplaceAll(v, ""))
+	}
+	return signature.Secrets(out...)
 }
 
 func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/paybridge/caddy-paybridge/handlers"
 	"github.com/paybridge/caddy-paybridge/payment"
-	"github.com/paybridge/caddy-paybridge/signature"
 )
 
 func init() {
@@ -123,11 +122,7 @@ func (c *CommerceLayerConfig) build(ctx caddy.Context, app *App) (*handlers.Comm
 	if name == "" {
 		name = handlers.PlatformCommerceLayer
 	}
-	var values []string
-	for _, s := range c.SharedSecrets {
-		values = append(values, repl.ReplaceAll(s, ""))
-	}
-	secrets := signature.Secrets(values...)
+	secrets := replacedSecrets(repl, c.SharedSecrets)
 	if len(secrets) == 0 {
 		return nil, fmt.Errorf("no shared_secret is set (empty values, such as an unset {env.X}, are dropped); paybridge has no unsigned mode")
 	}

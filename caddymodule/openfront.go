@@ -8,13 +8,11 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 
 	"github.com/paybridge/caddy-paybridge/delivery"
 	"github.com/paybridge/caddy-paybridge/handlers"
 	"github.com/paybridge/caddy-paybridge/payment"
-	"github.com/paybridge/caddy-paybridge/signature"
 )
 
 // OpenfrontConfig configures an Openfront custom HTTP payment provider: the
@@ -64,11 +62,7 @@ func (c *OpenfrontConfig) build(ctx caddy.Context, app *App) (*openfrontHandler,
 	if name == "" {
 		name = handlers.PlatformOpenfront
 	}
-	var values []string
-	for _, k := range c.APIKeys {
-		values = append(values, repl.ReplaceAll(k, ""))
-	}
-	keys := signature.Secrets(values...)
+	keys := replacedSecrets(repl, c.APIKeys)
 	if len(keys) == 0 {
 		return nil, fmt.Errorf("no api_key is set (empty values, such as an unset {env.X}, are dropped); Openfront signs nothing, so the API key is its only proof")
 	}
@@ -182,15 +176,11 @@ func parseOpenfront(d *caddyfile.Dispenser) (*OpenfrontConfig, error) {
 				return nil, d.ArgErr()
 			}
 		case "max_body_size":
-			var v string
-			if !d.Args(&v) || d.NextArg() {
-				return nil, d.ArgErr()
+			n, err := sizeArg(d)
+			if err != nil {
+				return nil, err
 			}
-			n, err := humanize.ParseBytes(v)
-			if err != nil || n == 0 || n > 1<<30 {
-				return nil, d.Errf("max_body_size: bad size %q", v)
-			}
-			c.MaxBodySize = int64(n)
+			c.MaxBodySize = n
 		case "deadline":
 			dur, err := durationArg(d)
 			if err != nil {

@@ -179,11 +179,8 @@ func (h *Openfront) capture(ctx context.Context, engine *payment.Engine, req *of
 	if refusal != nil || err != nil {
 		return deref(refusal), err
 	}
-	amount, ok, perr := minorUnits(req.Amount, "amount")
-	if perr != nil || !ok {
-		if perr == nil {
-			perr = problemf("amount is required (an integer number of minor units)")
-		}
+	amount, perr := requiredAmount(req.Amount)
+	if perr != nil {
 		return ofError(http.StatusBadRequest, perr.msg), nil
 	}
 	// Openfront captures when it hears the authorization succeeded, and may
@@ -222,11 +219,8 @@ func (h *Openfront) refund(ctx context.Context, engine *payment.Engine, req *ofR
 	if refusal != nil || err != nil {
 		return deref(refusal), err
 	}
-	amount, ok, perr := minorUnits(req.Amount, "amount")
-	if perr != nil || !ok {
-		if perr == nil {
-			perr = problemf("amount is required (an integer number of minor units)")
-		}
+	amount, perr := requiredAmount(req.Amount)
+	if perr != nil {
 		return ofError(http.StatusBadRequest, perr.msg), nil
 	}
 	capture := refundTarget(p, amount)

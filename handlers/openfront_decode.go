@@ -103,6 +103,15 @@ func minorUnits(raw json.RawMessage, field string) (int64, bool, *ofProblem) {
 	return n, true, nil
 }
 
+// requiredAmount parses the amount of a capture or refund, which must be given.
+func requiredAmount(raw json.RawMessage) (int64, *ofProblem) {
+	amount, ok, p := minorUnits(raw, "amount")
+	if p == nil && !ok {
+		p = problemf("amount is required (an integer number of minor units)")
+	}
+	return amount, p
+}
+
 // money returns the amount and currency a create-payment call asks for:
 // the top-level fields Openfront sends, else the cart's own.
 func (r *ofRequest) money() (int64, string, *ofProblem) {

@@ -130,74 +130,73 @@ type ofOpData struct {
 	Code         string `json:"code,omitempty"`
 }
 
-type ofCaptureAnswer struct {
-	Success        bool     `json:"success"`
-	TransactionID  string   `json:"transactionId"`
-	CapturedAmount int64    `json:"capturedAmount"`
-	Status         string   `json:"status"`
-	Amount         int64    `json:"amount"`
-	Currency       string   `json:"currency"`
-	Data           ofOpData `json:"data"`
-	Error          string   `json:"error,omitempty"`
+// ofOpResult is what capture and refund answers share.
+type ofOpResult struct {
+	Success  bool     `json:"success"`
+	Status   string   `json:"status"`
+	Amount   int64    `json:"amount"`
+	Currency string   `json:"currency"`
+	Data     ofOpData `json:"data"`
+	Error    string   `json:"error,omitempty"`
 }
 
-func renderCapture(v payment.Verdict) payment.Answer {
-	a, state := ofOutcome(v)
-	if a != nil {
-		return *a
-	}
-	t, p := v.Tx, v.Payment
-	ans := ofCaptureAnswer{
-		Success:       state == "",
-		TransactionID: t.Token,
-		Status:        ofCaptured,
-		Amount:        t.Amount,
-		Currency:      p.Currency,
-		Data:          ofOpData{PaymentID: p.ID, Transaction: t.Token, PSPReference: t.PSPRef},
-	}
-	switch state {
-	case "":
-		ans.CapturedAmount = t.Amount
-	case ofFailed:
-		ans.Status, ans.Data.Code, ans.Error = ofFailed, v.Err.Code, v.Err.Message
-	default:
-		ans.Status = ofPending
-	}
-	return payment.Answer{Status: http.StatusOK, Body: encode(ans)}
+type ofCaptureAnswer struct {
+	TransactionID  string `json:"transactionId"`
+	CapturedAmount int64  `json:"capturedAmount"`
+	ofOpResult
 }
 
 type ofRefundAnswer struct {
-	Success        bool     `json:"success"`
-	RefundID       string   `json:"refundId"`
-	RefundedAmount int64    `json:"refundedAmount"`
-	Status         string   `json:"status"`
-	Amount         int64    `json:"amount"`
-	Currency       string   `json:"currency"`
-	Data           ofOpData `json:"data"`
-	Error          string   `json:"error,omitempty"`
+	RefundID       string `json:"refundId"`
+	RefundedAmount int64  `json:"refundedAmount"`
+	ofOpResult
 }
 
-func renderRefund(v payment.Verdict) payment.Answer {
+// ofOperation renders the shared part of a capture's or refund's answer;
+// errAnswer is set for an HTTP error instead. done says the operation
+// succeeded; successStatus is the status then.
+func ofOperation(v payment.Verdict, successStatus string) (errAnswer *payment.Answer, res ofOpResult, done bool) {
 	a, state := ofOutcome(v)
 	if a != nil {
-		return *a
+		return a, res, false
 	}
 	t, p := v.Tx, v.Payment
-	ans := ofRefundAnswer{
+	res = ofOpResult{
 		Success:  state == "",
-		RefundID: t.Token,
-		Status:   ofStatusOf(p.Status),
+		Status:   successStatus,
 		Amount:   t.Amount,
 		Currency: p.Currency,
 		Data:     ofOpData{PaymentID: p.ID, Transaction: t.Token, PSPReference: t.PSPRef},
 	}
 	switch state {
-	case "":
-		ans.RefundedAmount = t.Amount
 	case ofFailed:
-		ans.Status, ans.Data.Code, ans.Error = ofFailed, v.Err.Code, v.Err.Message
-	default:
-		ans.Status = ofPending
+		res.Status, res.Data.Code, res.Error = ofFailed, v.Err.Code, v.Err.Message
+	case ofPending:
+		res.Status = ofPending
+	}
+	return nil, res, state == ""
+}
+
+func renderCapture(v payment.Verdict) payment.Answer {
+	a, res, done := ofOperation(v, ofCaptured)
+	if a != nil {
+		return *a
+	}
+	ans := ofCaptureAnswer{TransactionID: v.Tx.Token, ofOpResult: res}
+	if done {
+		ans.CapturedAmount = v.Tx.Amount
+	}
+	return payment.Answer{Status: http.StatusOK, Body: encode(ans)}
+}
+
+func renderRefund(v payment.Verdict) payment.Answer {
+	a, res, done := ofOperation(v, ofStatusOf(v.Payment.Status))
+	if a != nil {
+		return *a
+	}
+	ans := ofRefundAnswer{RefundID: v.Tx.Token, ofOpResult: res}
+	if done {
+		ans.RefundedAmount = v.Tx.Amount
 	}
 	return payment.Answer{Status: http.StatusOK, Body: encode(ans)}
 }
