@@ -173,7 +173,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Retry-After", "1")
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte(`{"success":false,"error":{"code":"unavailable","message":"paybridge is starting or stopping; try again"}}`))
+		body := `{"success":false,"error":{"code":"unavailable","message":"paybridge is starting or stopping; try again"}}`
+		if h.Openfront != nil {
+			body = `{"error":"paybridge is starting or stopping; try again"}` // Openfront's error shape
+		}
+		_, _ = w.Write([]byte(body))
 		return nil
 	}
 	h.serve.ServeHTTP(w, r)
