@@ -342,20 +342,26 @@ func TestOpenfrontCheckoutToRefund(t *testing.T) {
 	if k1.Status != 200 || rf["success"] != true || num(t, rf, "refundedAmount") != 2000 || !bytes.Equal(k1.Body, k2.Body) {
 		t.Fatalf("keyed refund: %s / %s", k1, k2)
 	}
+	// The Idempotency-Key header works like the body field.
+	h1 := do(t, http.MethodPost, "/openfront/refund-payment", oftest.Refund(ofKey, id, 500), map[string]string{"Idempotency-Key": "hdr-1"})
+	h2 := do(t, http.MethodPost, "/openfront/refund-payment", oftest.Refund(ofKey, id, 500), map[string]string{"Idempotency-Key": "hdr-1"})
+	if h1.Status != 200 || !bytes.Equal(h1.Body, h2.Body) {
+		t.Fatalf("refund keyed by header: %s / %s", h1, h2)
+	}
 	u1 := e.call("refund-payment", oftest.Refund(ofKey, id, 1000))
 	u2 := e.call("refund-payment", oftest.DocumentedRefund(ofKey, id, 1000, "damaged"))
 	if u1.Status != 200 || u2.Status != 200 || str(t, decodeJSON(t, u1.Body), "refundId") == str(t, decodeJSON(t, u2.Body), "refundId") {
 		t.Fatalf("unkeyed refunds: %s / %s", u1, u2)
 	}
 	over := e.call("refund-payment", oftest.Refund(ofKey, id, 9000))
-	if over.Status != http.StatusUnprocessableEntity || !strings.Contains(str(t, decodeJSON(t, over.Body), "error"), "8900") {
-		t.Fatalf("refund over the balance: %s, want 422 naming the 8900 left", over)
+	if over.Status != http.StatusUnprocessableEntity || !strings.Contains(str(t, decodeJSON(t, over.Body), "error"), "8400") {
+		t.Fatalf("refund over the balance: %s, want 422 naming the 8400 left", over)
 	}
 	st = e.status(id)
-	if st["status"] != "captured" || num(t, st, "refundedAmount") != 4000 || num(t, st, "capturedAmount") != 12900 {
+	if st["status"] != "captured" || num(t, st, "refundedAmount") != 4500 || num(t, st, "capturedAmount") != 12900 {
 		t.Fatalf("status after refunds %v", st)
 	}
-	e.waitRelayed(id, "payment_intent.succeeded", "payment.captured", "payment.refunded", "payment.refunded", "payment.refunded")
+	e.waitRelayed(id, "payment_intent.succeeded", "payment.captured", "payment.refunded", "payment.refunded", "payment.refunded", "payment.refunded")
 
 	link := e.call("generate-payment-link", oftest.Link(ofKey, id))
 	if link.Status != 200 || str(t, decodeJSON(t, link.Body), "url") != "https://dashboard.example/payments/"+id {
