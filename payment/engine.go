@@ -166,6 +166,10 @@ type Request struct {
 	Currency string
 	Purchase Purchase
 	Policy   Policy
+	// Command, when set, makes the call a platform command (Transaction.
+	// Command): every outcome, a refusal by the rules included, is recorded
+	// as a transaction, remembered, and notified once.
+	Command []byte
 }
 
 // Verdict is what the engine made of a request, for the platform to render.
@@ -278,6 +282,8 @@ func (e *Engine) begin(ctx context.Context, req Request) (p *Payment, t *Transac
 		State:          Processing,
 		PSPKey:         pspKey(req.Key),
 		IdempotencyKey: req.Key,
+		Command:        req.Command,
+		Notify:         req.Command != nil,
 		CreatedAt:      now,
 		UpdatedAt:      now,
 		GiveUpAt:       now.Add(req.Policy.asyncTimeout()),
@@ -301,8 +307,14 @@ func (e *Engine) begin(ctx context.Context, req Request) (p *Payment, t *Transac
 		default:
 			p, noop, refusal, ferr = e.loadFor(tx, req, t)
 		}
-		if ferr != nil || refusal != nil || noop != nil {
+		if ferr != nil {
 			return ferr
+		}
+		if (refusal != nil || noop != nil) && req.Command != nil && p != nil && p.Handler == req.Handler {
+			return e.settleCommand(tx, p, t, noop, refusal, now)
+		}
+		if refusal != nil || noop != nil {
+			return nil
 		}
 		p.Txs = append(p.Txs, t)
 		p.UpdatedAt = now
@@ -314,7 +326,32 @@ func (e *Engine) begin(ctx context.Context, req Request) (p *Payment, t *Transac
 	if err != nil || refusal != nil || noop != nil {
 		e.inflight.release(t.ID)
 	}
+	if err == nil && req.Command != nil && p != nil && p.Handler == req.Handler && (refusal != nil || noop != nil) {
+		noop = t // the command's own transaction, settled and notified
+	}
 	return p, t, noop, refusal, err
+}
+
+// settleCommand records a command the rules refused, or one that finds its
+// work already done (a cancel of a voided payment), as a settled
+// transaction of its own, and queues its notification in the same store
+// transaction: a command gets exactly one answer, whatever happened.
+func (e *Engine) settleCommand(tx Tx, p *Payment, t, done *Transaction, refusal *Error, now time.Time) error {
+	if refusal != nil {
+		t.State, t.Code, t.Message = Failed, refusal.Code, refusal.Message
+	} else {
+		t.State, t.PSPRef, t.Amount = Succeeded, done.PSPRef, 0
+	}
+	t.UpdatedAt = now
+	p.Txs = append(p.Txs, t)
+	p.UpdatedAt = now
+	if err := e.enqueue(tx, p, t, now); err != nil {
+		return err
+	}
+	if err := tx.PutPayment(p); err != nil {
+		return err
+	}
+	return tx.PutIdempotency(&IdempotencyRecord{Key: t.IdempotencyKey, Done: true, PaymentID: p.ID, TxID: t.ID, CreatedAt: now})
 }
 
 // checkRequest refuses what no payment state could make valid. Platforms
@@ -330,6 +367,10 @@ func checkRequest(req Request) *Error {
 			return newError(KindInvalidAmount, CodeInvalidAmount, "the amount must be a positive number of minor units")
 		}
 	case Void:
+	case Validate:
+		if req.Amount < 0 {
+			return newError(KindInvalidAmount, CodeInvalidAmount, "the amount must not be negative")
+		}
 	default:
 		return newError(KindInvalidRequest, CodeInvalidRequest, fmt.Sprintf("unknown operation %q", req.Kind))
 	}
@@ -394,6 +435,8 @@ func (e *Engine) loadFor(tx Tx, req Request, t *Transaction) (*Payment, *Transac
 		refusal = p.checkCapture(target, req.Amount)
 	case Refund:
 		refusal = p.checkRefund(target, req.Amount)
+	case Validate:
+		refusal = p.checkValidate(target)
 	case Void:
 		var done *Transaction
 		done, refusal = p.checkVoid(target)
@@ -511,7 +554,7 @@ func (e *Engine) finish(ctx context.Context, req Request, paymentID, txID string
 		if err := tx.PutPayment(p); err != nil {
 			return err
 		}
-		if t.State == Failed {
+		if t.State == Failed && t.Command == nil {
 			return tx.DeleteIdempotency(req.Key)
 		}
 		return tx.PutIdempotency(&IdempotencyRecord{Key: req.Key, Done: true, PaymentID: p.ID, TxID: t.ID, Answer: ans, CreatedAt: now})

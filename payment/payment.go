@@ -10,6 +10,9 @@ const (
 	Capture   Kind = "capture"
 	Void      Kind = "void"
 	Refund    Kind = "refund"
+	// Validate asks the PSP whether an authorization still holds (Magento
+	// OMS's validate and revalidate); it moves no money.
+	Validate Kind = "validate"
 )
 
 // TxState is where a transaction stands. Only Succeeded and Failed are final.
@@ -107,6 +110,12 @@ type Transaction struct {
 	// Uncertain: some attempt may have reached the PSP without an answer;
 	// if the transaction ends failed, its outcome must be verified.
 	Uncertain bool `json:"uncertain,omitempty"`
+	// Command is the platform's command this transaction carries out, kept
+	// for the notification that answers it (opaque to the engine). A
+	// transaction with a command is notified whatever its outcome, and its
+	// call is remembered even when it failed: the platform sends a command
+	// once and waits for exactly one answer (Magento OMS).
+	Command []byte `json:"command,omitempty"`
 	// AuthRequired: the PSP waits for the customer (3-D Secure).
 	AuthRequired bool              `json:"auth_required,omitempty"`
 	Code         string            `json:"code,omitempty"`

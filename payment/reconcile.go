@@ -230,6 +230,12 @@ func (e *Engine) forgetFailed(tx Tx, t *Transaction) error {
 	if rec.Done || rec.TxID != t.ID {
 		return nil
 	}
+	if t.Command != nil {
+		// A command is answered once, by its notification: its repeat must
+		// not run it again.
+		rec.Done = true
+		return tx.PutIdempotency(rec)
+	}
 	return tx.DeleteIdempotency(t.IdempotencyKey)
 }
 

@@ -92,6 +92,20 @@ func (p *Payment) checkVoid(target *Transaction) (done *Transaction, err *Error)
 	return nil, nil
 }
 
+// checkValidate validates asking whether the authorization target holds.
+func (p *Payment) checkValidate(target *Transaction) *Error {
+	if target.Kind != Authorize {
+		return newError(KindInvalidState, CodeInvalidState, "validation needs an authorization")
+	}
+	if p.liveTx(Void) != nil {
+		return newError(KindInvalidState, CodeInvalidState, "the authorization was voided")
+	}
+	if target.State != Succeeded {
+		return newError(KindInvalidState, CodeInvalidState, fmt.Sprintf("the authorization is %s", target.State))
+	}
+	return nil
+}
+
 // checkRefund validates refunding amount of the capture target.
 func (p *Payment) checkRefund(target *Transaction, amount int64) *Error {
 	if target.Kind != Capture {

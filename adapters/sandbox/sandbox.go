@@ -20,6 +20,9 @@
 //	tok_unavailable         every attempt fails as a network fault, forever
 //	anything else           succeeds synchronously
 //
+// A validation (payment.Validate, Magento OMS's validate and revalidate)
+// has the outcome an authorization with its token would have.
+//
 // A token behaves as the longest entry that begins it, so tests make unique
 // tokens by appending to an entry: tok_async_decline_7f3a behaves as
 // tok_async_decline, tok_visa_91c2 as "anything else".
@@ -334,25 +337,28 @@ func (s *Sandbox) decide(op payment.Operation, now time.Time, status bool) (paym
 		return res, nil
 	}
 	switch op.Kind {
-	case payment.Authorize, payment.Capture, payment.Void, payment.Refund:
+	case payment.Authorize, payment.Capture, payment.Void, payment.Refund, payment.Validate:
 	default:
 		return decline(CodeUnsupported)
 	}
+	// A validation asks whether the token's authorization holds: it has the
+	// authorization's outcome.
+	authLike := op.Kind == payment.Authorize || op.Kind == payment.Validate
 	switch b {
 	case TokDecline:
 		return decline(CodeCardDeclined)
 	case TokInsufficientFunds:
-		if op.Kind == payment.Authorize {
+		if authLike {
 			return decline(CodeInsufficientFunds)
 		}
 	case TokAsync:
 		return async(payment.OutcomeSucceeded, "", false)
 	case TokAsyncDecline:
-		if op.Kind == payment.Authorize {
+		if authLike {
 			return async(payment.OutcomeDeclined, CodeCardDeclined, false)
 		}
 	case Tok3DS:
-		if op.Kind == payment.Authorize {
+		if authLike {
 			return async(payment.OutcomeSucceeded, "", true)
 		}
 	case TokCaptureFail:

@@ -1,0 +1,87 @@
+package payment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// External authorizations. Magento OMS never asks the gateway to authorize:
+// the storefront did, and OMS's commands name the payment by the PSP's
+// gateway key. The first command for a key makes paybridge adopt that
+// authorization, for the command's amount, as a Payment whose authorize
+// transaction succeeded without paybridge executing it; later commands act
+// on it like on any other.
+
+// ExternalAuthorization names an authorization made outside paybridge.
+type ExternalAuthorization struct {
+	Platform string
+	Handler  string
+	Gateway  string
+	// GatewayKey is the PSP's reference of the authorization; it is also
+	// the payment source the PSP is asked to act on.
+	GatewayKey string
+	Amount     int64
+	Currency   string
+	Purchase   Purchase
+}
+
+// externalKey is the index token of an adopted authorization: one per
+// handler and gateway key.
+func externalKey(handler, gatewayKey string) string {
+	return "ext|" + handler + "|" + gatewayKey
+}
+
+// AdoptAuthorization returns the authorization token of the payment that
+// holds a.GatewayKey for a.Handler, adopting it first when it is new.
+func (e *Engine) AdoptAuthorization(ctx context.Context, a ExternalAuthorization) (paymentID, authToken string, refusal *Error, err error) {
+	if e.store == nil {
+		return "", "", nil, ErrNotReady
+	}
+	if a.GatewayKey == "" {
+		return "", "", newError(KindInvalidRequest, CodeInvalidRequest, "a gateway key is required"), nil
+	}
+	if a.Amount < 0 {
+		return "", "", newError(KindInvalidAmount, CodeInvalidAmount, "the amount must not be negative"), nil
+	}
+	if _, known := CurrencyExponent(a.Currency); !known {
+		return "", "", newError(KindInvalidAmount, CodeInvalidAmount, "the currency must be an upper-case ISO 4217 code"), nil
+	}
+	ctx = context.WithoutCancel(ctx)
+	key := externalKey(a.Handler, a.GatewayKey)
+	unlock := e.keys.lock(key)
+	defer unlock()
+	err = e.store.Update(ctx, func(tx Tx) error {
+		paymentID, authToken = "", ""
+		id, err := tx.PaymentIDByToken(key)
+		if err == nil {
+			p, err := tx.Payment(id)
+			if err != nil {
+				return err
+			}
+			auth := p.Authorization()
+			if auth == nil {
+				return fmt.Errorf("payment: adopted payment %s has no authorization", id)
+			}
+			paymentID, authToken = p.ID, auth.Token
+			return nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		now := e.now()
+		p := e.newPayment(Request{
+			Platform: a.Platform, Handler: a.Handler, Gateway: a.Gateway, Amount: a.Amount,
+			Currency: a.Currency, SourceToken: a.GatewayKey, Purchase: a.Purchase,
+		}, now)
+		t := &Transaction{
+			ID: newID("tx_"), Kind: Authorize, Token: newID("pbt_"), Amount: a.Amount,
+			State: Succeeded, PSPKey: key, PSPRef: a.GatewayKey, CreatedAt: now, UpdatedAt: now,
+		}
+		p.Txs = append(p.Txs, t)
+		p.Authorized, p.Status = a.Amount, StatusAuthorized
+		paymentID, authToken = p.ID, t.Token
+		return tx.PutPayment(p)
+	})
+	return paymentID, authToken, nil, err
+}
