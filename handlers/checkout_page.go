@@ -3,8 +3,6 @@ package handlers
 import (
 	"html/template"
 	"net/http"
-	"strconv"
-	"strings"
 
 	"github.com/paybridge/caddy-paybridge/payment"
 )
@@ -27,9 +25,9 @@ type pageData struct {
 
 func newPageData(p *payment.Payment, res *confirmAnswer) pageData {
 	return pageData{
-		Title:     "Pay " + formatMinor(p.Amount, p.Currency) + " " + p.Currency,
+		Title:     "Pay " + payment.FormatDecimal(p.Amount, p.Currency) + " " + p.Currency,
 		PaymentID: p.ID,
-		Amount:    formatMinor(p.Amount, p.Currency),
+		Amount:    payment.FormatDecimal(p.Amount, p.Currency),
 		Currency:  p.Currency,
 		Status:    string(p.Status),
 		Payable:   p.Status == payment.StatusOpen || p.Status == payment.StatusRefused,
@@ -42,26 +40,6 @@ func newPageData(p *payment.Payment, res *confirmAnswer) pageData {
 			return p.ID + "/confirm"
 		}(),
 	}
-}
-
-// formatMinor writes minor units in the currency's major unit, exactly:
-// 12900 EUR is 129.00, 500 JPY is 500.
-func formatMinor(amount int64, currency string) string {
-	exp, _ := payment.CurrencyExponent(currency)
-	s := strconv.FormatInt(amount, 10)
-	if exp <= 0 {
-		return s
-	}
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	for len(s) <= exp {
-		s = "0" + s
-	}
-	s = s[:len(s)-exp] + "." + s[len(s)-exp:]
-	if neg {
-		s = "-" + s
-	}
-	return s
 }
 
 func writePage(w http.ResponseWriter, status int, d pageData) {
