@@ -26,6 +26,7 @@ func init() {
 //	GET  /paybridge/payments/{id}          a payment with its transactions and events
 //	GET  /paybridge/outbox[?state=pending|dead][&limit=n]
 //	POST /paybridge/outbox/{seq}/retry     replay a dead letter, or retry a queued message now
+//	GET  /paybridge/magento                each Magento handler's bus endpoint and registration
 //
 // Caddy builds admin modules anew on every config load, possibly before the
 // config's apps have started, so the running app is looked up per request.
@@ -63,6 +64,11 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		return a.outbox(w, r)
+	case rest == "magento":
+		if err := allow(w, r, http.MethodGet); err != nil {
+			return err
+		}
+		return a.magento(w)
 	case strings.HasPrefix(rest, "outbox/") && strings.HasSuffix(rest, "/retry"):
 		if err := allow(w, r, http.MethodPost); err != nil {
 			return err
@@ -70,6 +76,22 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		return a.retry(w, r, strings.TrimSuffix(strings.TrimPrefix(rest, "outbox/"), "/retry"))
 	}
 	return apiError(http.StatusNotFound, "resource not found: %s", r.URL.Path)
+}
+
+// magento answers the bus registration of every Magento handler: what the
+// bus said about our endpoint (its remote_url and delegate_url are how
+// others reach us), or why registering failed so far.
+func (a *adminAPI) magento(w http.ResponseWriter) error {
+	app, _, ok := live()
+	if !ok {
+		return apiError(http.StatusServiceUnavailable, "paybridge is not running")
+	}
+	out := map[string]any{}
+	for name, h := range app.magento {
+		out[name] = h.status()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(out)
 }
 
 func allow(w http.ResponseWriter, r *http.Request, method string) error {

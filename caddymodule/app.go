@@ -49,7 +49,10 @@ type App struct {
 	// once it has started, so it needs no lock.
 	commerceLayer map[string]*handlers.CommerceLayer
 	openfront     map[string]*openfrontHandler
+	magento       map[string]*magentoHandler
 	listeners     []payment.Listener
+	// stopRegistering ends this config's bus registrations in progress.
+	stopRegistering context.CancelFunc
 	endpoints     map[string]*EventEndpoint
 
 	ready   chan struct{} // closed when Start has opened the store
@@ -86,6 +89,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.ready = make(chan struct{})
 	a.commerceLayer = make(map[string]*handlers.CommerceLayer)
 	a.openfront = make(map[string]*openfrontHandler)
+	a.magento = make(map[string]*magentoHandler)
 	a.storage = a.Storage
 	if a.storage == "" {
 		a.storage = filepath.Join(caddy.AppDataDir(), "paybridge")
@@ -138,12 +142,24 @@ func (a *App) Start() error {
 	rt.serve(a)
 	a.runtime = rt
 	close(a.ready)
+	// Registered in the background: a bus that is down must not keep
+	// Caddy from serving.
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stopRegistering = cancel
+	for _, h := range a.magento {
+		if h.register {
+			go h.registerLoop(ctx)
+		}
+	}
 	return nil
 }
 
 // Stop releases this config's hold on the store; it closes when the last
 // config using it is gone.
 func (a *App) Stop() error {
+	if a.stopRegistering != nil {
+		a.stopRegistering()
+	}
 	if a.runtime == nil {
 		return nil
 	}
@@ -230,12 +246,23 @@ func (a *App) registerOpenfront(h *openfrontHandler) error {
 	return nil
 }
 
+// registerMagento makes h the destination of notifications addressed to
+// its name.
+func (a *App) registerMagento(h *magentoHandler) error {
+	if err := a.uniqueName(h.Name); err != nil {
+		return err
+	}
+	a.magento[h.Name] = h
+	return nil
+}
+
 // uniqueName refuses a second platform handler of one name: a payment
 // belongs to its handler by name, and so does its outbound work.
 func (a *App) uniqueName(name string) error {
 	_, cl := a.commerceLayer[name]
 	_, of := a.openfront[name]
-	if cl || of {
+	_, mg := a.magento[name]
+	if cl || of || mg {
 		return fmt.Errorf("two paybridge platform handlers are named %q: give each its own name", name)
 	}
 	return nil
@@ -248,6 +275,14 @@ func (a *App) commerceLayerHandler(name string) (*handlers.CommerceLayer, bool) 
 
 func (a *App) interval() time.Duration { return time.Duration(a.ReconcileInterval) }
 func (a *App) maxAge() time.Duration   { return time.Duration(a.MaxAge) }
+
+// maxAgeOrDefault is max_age with the engine's default (72h) filled in.
+func (a *App) maxAgeOrDefault() time.Duration {
+	if a.MaxAge > 0 {
+		return time.Duration(a.MaxAge)
+	}
+	return 72 * time.Hour
+}
 
 var (
 	_ caddy.App         = (*App)(nil)

@@ -123,7 +123,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 	h.Next()
 	var kind string
 	if !h.Args(&kind) {
-		return nil, h.Err("usage: paybridge commercelayer { ... } | paybridge openfront { ... } | paybridge gateway <name>")
+		return nil, h.Err("usage: paybridge commercelayer { ... } | paybridge openfront { ... } | paybridge magento { ... } | paybridge gateway <name>")
 	}
 	handler := new(Handler)
 	switch kind {
@@ -145,6 +145,15 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 			return nil, err
 		}
 		handler.Openfront = of
+	case "magento":
+		if h.NextArg() {
+			return nil, h.ArgErr()
+		}
+		mg, err := parseMagento(h.Dispenser)
+		if err != nil {
+			return nil, err
+		}
+		handler.Magento = mg
 	case "gateway":
 		if !h.Args(&handler.Gateway) || h.NextArg() {
 			return nil, h.Err("usage: paybridge gateway <name>")
@@ -153,7 +162,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 			return nil, h.Err("paybridge gateway takes no block")
 		}
 	default:
-		return nil, h.Errf("unknown paybridge platform %q (supported: commercelayer, openfront, gateway)", kind)
+		return nil, h.Errf("unknown paybridge platform %q (supported: commercelayer, openfront, magento, gateway)", kind)
 	}
 	return handler, nil
 }

@@ -23,6 +23,8 @@ type Handler struct {
 	CommerceLayer *CommerceLayerConfig `json:"commercelayer,omitempty"`
 	// Openfront serves an Openfront custom HTTP payment provider's calls.
 	Openfront *OpenfrontConfig `json:"openfront,omitempty"`
+	// Magento serves Magento OMS's payment commands from the integration bus.
+	Magento *MagentoConfig `json:"magento,omitempty"`
 	// Gateway names the gateway whose PSP-facing routes (its webhook) this
 	// handler serves.
 	Gateway string `json:"gateway,omitempty"`
@@ -76,15 +78,22 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	app := appIface.(*App)
 	h.app = app
 	set := 0
-	for _, on := range []bool{h.CommerceLayer != nil, h.Openfront != nil, h.Gateway != ""} {
+	for _, on := range []bool{h.CommerceLayer != nil, h.Openfront != nil, h.Magento != nil, h.Gateway != ""} {
 		if on {
 			set++
 		}
 	}
 	if set > 1 {
-		return fmt.Errorf("a paybridge handler serves one platform (commercelayer, openfront) or a gateway's routes, not several")
+		return fmt.Errorf("a paybridge handler serves one platform (commercelayer, openfront, magento) or a gateway's routes, not several")
 	}
 	switch {
+	case h.Magento != nil:
+		mg, err := h.Magento.build(ctx, app)
+		if err != nil {
+			return fmt.Errorf("magento: %v", err)
+		}
+		h.serve = mg.Magento
+		return app.registerMagento(mg)
 	case h.Openfront != nil:
 		of, err := h.Openfront.build(ctx, app)
 		if err != nil {
@@ -113,7 +122,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("a paybridge handler needs a platform (commercelayer, openfront) or a gateway")
+	return fmt.Errorf("a paybridge handler needs a platform (commercelayer, openfront, magento) or a gateway")
 }
 
 func (c *CommerceLayerConfig) build(ctx caddy.Context, app *App) (*handlers.CommerceLayer, error) {
@@ -176,6 +185,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		body := `{"success":false,"error":{"code":"unavailable","message":"paybridge is starting or stopping; try again"}}`
 		if h.Openfront != nil {
 			body = `{"error":"paybridge is starting or stopping; try again"}` // Openfront's error shape
+		}
+		if h.Magento != nil {
+			body = `{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"paybridge is starting or stopping; send it again"}}`
 		}
 		_, _ = w.Write([]byte(body))
 		return nil

@@ -86,6 +86,7 @@ func openRuntime(a *App) (*runtime, error) {
 		Observer: metricsObserver{},
 	})
 	rt.engine.RegisterNotifier(handlers.PlatformCommerceLayer, handlers.CommerceLayerCallback)
+	rt.engine.RegisterNotifier(handlers.PlatformMagento, handlers.MagentoNotification)
 	rt.worker = &delivery.Worker{
 		Outbox:   st,
 		Resolve:  rt.resolve,
@@ -166,6 +167,12 @@ func (rt *runtime) resolve(m payment.Message) (delivery.Destination, bool) {
 		}
 		url, header := h.CallbackDestination(m.Body)
 		return delivery.Destination{URL: url, Header: header}, true
+	case handlers.PlatformMagento:
+		h, ok := a.magento[m.Target]
+		if !ok {
+			return delivery.Destination{}, false
+		}
+		return h.destination(m)
 	case relayKind:
 		h, ok := a.openfront[m.Target]
 		if !ok {

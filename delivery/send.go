@@ -3,6 +3,7 @@ package delivery
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -44,22 +45,18 @@ func (s *settings) send(ctx context.Context, m payment.Message) outcome {
 	if dest.Body != nil {
 		body = dest.Body
 	}
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, dest.URL, bytes.NewReader(body))
-	if err != nil {
-		return outcome{err: "invalid destination URL"}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	for k, vs := range dest.Header {
-		req.Header.Del(k)
-		for _, v := range vs {
-			req.Header.Add(k, v)
+	resp, err := s.post(rctx, dest.URL, dest.Header, body)
+	if err == nil && resp.StatusCode == http.StatusUnauthorized && dest.Reauthorize != nil {
+		// An access token the receiver no longer takes (expired early,
+		// revoked): get a new one and try once more now.
+		io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
+		resp.Body.Close()
+		header, rerr := dest.Reauthorize()
+		if rerr != nil {
+			return outcome{err: truncate("reauthorizing: " + rerr.Error())}
 		}
+		resp, err = s.post(rctx, dest.URL, header, body)
 	}
-	if h := dest.Header.Get("Host"); h != "" {
-		req.Host = h // net/http ignores a Host entry in Header
-	}
-
-	resp, err := s.client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return outcome{aborted: true}
@@ -101,3 +98,24 @@ func truncate(s string) string {
 	}
 	return s + "…"
 }
+
+// post sends one attempt of body to url with header added.
+func (s *settings) post(ctx context.Context, url string, header http.Header, body []byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, errInvalidURL
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, vs := range header {
+		req.Header.Del(k)
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	if h := header.Get("Host"); h != "" {
+		req.Host = h // net/http ignores a Host entry in Header
+	}
+	return s.client.Do(req)
+}
+
+var errInvalidURL = errors.New("invalid destination URL")

@@ -21,6 +21,10 @@ type Destination struct {
 	// protocols that wrap the stored message in an envelope made at send
 	// time (a GraphQL mutation whose variables carry a signature).
 	Body []byte
+	// Reauthorize, when set, is called after a 401: it returns a header
+	// with fresh credentials (a new OAuth access token), and the message is
+	// sent once more at once with it.
+	Reauthorize func() (http.Header, error)
 	// Check, when set, inspects a 2xx answer's body; an error means not
 	// delivered, for protocols that report failure inside a 200 (a JSON-RPC
 	// error, GraphQL errors).
