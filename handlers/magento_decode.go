@@ -36,13 +36,13 @@ type mibEnvelope struct {
 // mibPayment is the payment struct of magento.payments; only what paybridge
 // checks or uses is decoded, and the raw struct is kept to echo back.
 type mibPayment struct {
-	Gateway            string      `json:"gateway"`
-	GatewayAccount     string      `json:"gateway_account"`
-	GatewayKey         string      `json:"gateway_key"`
-	Amount             json.Number `json:"amount"`
-	Currency           string      `json:"currency"`
-	OrderID            string      `json:"order_id"`
-	OperationReference string      `json:"operation_reference"`
+	Gateway            string          `json:"gateway"`
+	GatewayAccount     string          `json:"gateway_account"`
+	GatewayKey         string          `json:"gateway_key"`
+	Amount             json.RawMessage `json:"amount"`
+	Currency           string          `json:"currency"`
+	OrderID            string          `json:"order_id"`
+	OperationReference string          `json:"operation_reference"`
 	Lines              []struct {
 		LineNumber     *json.Number `json:"line_number"`
 		ItemName       *string      `json:"item_name"`
@@ -128,7 +128,7 @@ func (c *mibCall) check() *rpcError {
 	p := &c.payment
 	for _, f := range []struct{ name, v string }{
 		{"gateway", p.Gateway}, {"gateway_account", p.GatewayAccount}, {"gateway_key", p.GatewayKey},
-		{"amount", p.Amount.String()}, {"currency", p.Currency},
+		{"amount", string(p.Amount)}, {"currency", p.Currency},
 	} {
 		if strings.TrimSpace(f.v) == "" {
 			return invalidParams("payment."+f.name, "payment.%s is required", f.name)
@@ -138,7 +138,8 @@ func (c *mibCall) check() *rpcError {
 	if _, known := payment.CurrencyExponent(currency); !known || currency != p.Currency {
 		return invalidParams("payment.currency", "payment.currency must be an upper-case ISO 4217 code")
 	}
-	amount, err := payment.ParseDecimal(p.Amount.String(), currency)
+	// The literal is parsed as decimal text; a JSON string is not a number.
+	amount, err := payment.ParseDecimal(string(p.Amount), currency)
 	if err != nil {
 		return invalidParams("payment.amount", "payment.amount %s", err)
 	}
@@ -171,7 +172,7 @@ func (c *mibCall) check() *rpcError {
 		}
 	}
 	if c.command == "refund" && anyRefund && refunds != amount {
-		return invalidParams("payment.lines", "the lines' refund_amount add up to %s, not the payment's amount %s", payment.FormatDecimal(refunds, currency), p.Amount.String())
+		return invalidParams("payment.lines", "the lines' refund_amount add up to %s, not the payment's amount %s", payment.FormatDecimal(refunds, currency), p.Amount)
 	}
 	if md := p.MethodDetails; md != nil && (md.Method == nil || md.Submethod == nil) {
 		return invalidParams("payment.method_details", "payment.method_details needs method and submethod")
