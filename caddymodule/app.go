@@ -53,7 +53,7 @@ type App struct {
 	listeners     []payment.Listener
 	// stopRegistering ends this config's bus registrations in progress.
 	stopRegistering context.CancelFunc
-	endpoints     map[string]*EventEndpoint
+	endpoints       map[string]*EventEndpoint
 
 	ready   chan struct{} // closed when Start has opened the store
 	runtime *runtime

@@ -237,9 +237,9 @@ func mibPayment(gatewayKey, amount, currency, ref string) map[string]any {
 		"gateway": "paybridge", "gateway_account": "acme", "gateway_key": gatewayKey,
 		"amount": json.RawMessage(amount), "currency": currency, "order_id": "000000042",
 		"operation_reference": ref,
-		"method_details": map[string]any{"method": "card", "submethod": "visa", "card": map[string]any{"last_four_digits": "4242"}},
-		"lines": []any{map[string]any{"line_number": 1, "item_name": "Mug", "item_sku": "MUG-1", "item_type": "PHYSICAL", "quantity": 1, "unit_price_gross": json.RawMessage(amount)}},
-		"custom_attributes": []any{map[string]any{"name": "channel", "value": "web"}},
+		"method_details":      map[string]any{"method": "card", "submethod": "visa", "card": map[string]any{"last_four_digits": "4242"}},
+		"lines":               []any{map[string]any{"line_number": 1, "item_name": "Mug", "item_sku": "MUG-1", "item_type": "PHYSICAL", "quantity": 1, "unit_price_gross": json.RawMessage(amount)}},
+		"custom_attributes":   []any{map[string]any{"name": "channel", "value": "web"}},
 	}
 }
 
