@@ -20,8 +20,8 @@ func init() {
 	// One command with subcommands: Caddy panics on duplicate names.
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "paybridge",
-		Usage: "<sign|listen|outbox|replay> [flags]",
-		Short: "paybridge tools: sign bodies, receive callbacks, inspect and replay the outbox",
+		Usage: "<sign|listen|outbox|replay|mib-register> [flags]",
+		Short: "paybridge tools: sign bodies, receive callbacks, inspect and replay the outbox, register on Magento's bus",
 		Long: `
 paybridge tools for walkthroughs and debugging.
 
@@ -47,12 +47,18 @@ paybridge tools for walkthroughs and debugging.
       queue, a queued message waiting for its next attempt is tried at once
       (POST /paybridge/outbox/<seq>/retry).
 
+  caddy paybridge mib-register --config <Caddyfile> [--adapter caddyfile]
+      Registers every 'paybridge magento' endpoint of the config on its
+      Magento integration bus (magento.service_bus.remote.register), like
+      'bin/magento oms:service-bus:register', and prints what the bus
+      answered. Needs the config's environment variables.
+
   outbox and replay find the admin endpoint like 'caddy stop' does:
   --address, else the admin address of --config [--adapter], else Caddy's
   default.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(signCommand(), listenCommand(), outboxCommand(), replayCommand())
+			cmd.AddCommand(signCommand(), listenCommand(), outboxCommand(), replayCommand(), mibRegisterCommand())
 		},
 	})
 }

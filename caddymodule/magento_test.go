@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -556,5 +558,67 @@ func TestMagentoRegistersOnStartNotOnValidate(t *testing.T) {
 	ep := state["magento"]["registration"].(map[string]any)["remote_endpoint"].(map[string]any)
 	if ep["delegate_url"] != bus.srv.URL+"/delegate/acme_payments" || state["magento"]["delegate_url"] != bus.srv.URL+"/delegate/oms" {
 		t.Fatalf("registration kept: %v", state)
+	}
+}
+
+func TestMibRegisterCommand(t *testing.T) {
+	bus := newFakeBus(t)
+	dir := t.TempDir()
+	e := &mibEnv{t: t, bus: bus, ledger: filepath.Join(dir, "ledger"), storage: filepath.Join(dir, "store")}
+	path := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(path, []byte(e.config()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := mibRegisterCommand()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetArgs([]string{"--config", path})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `"delegate_url": "`+bus.srv.URL+`/delegate/acme_payments"`) {
+		t.Fatalf("output %s", out.String())
+	}
+	bus.mu.Lock()
+	defer bus.mu.Unlock()
+	if len(bus.registrations) != 1 || bus.registrations[0]["id"] != "acme_payments" {
+		t.Fatalf("registrations %v", bus.registrations)
+	}
+}
+
+func TestMagentoConfigErrors(t *testing.T) {
+	t.Setenv("PAYBRIDGE_TEST_UNSET", "")
+	base := func(options string) string {
+		return fmt.Sprintf(`{
+	admin localhost:2999
+	paybridge {
+		storage %s
+		gateway default sandbox
+	}
+}
+
+http://localhost:9080 {
+	handle /mib {
+		paybridge magento {
+			%s
+		}
+	}
+}
+`, filepath.Join(t.TempDir(), "store"), options)
+	}
+	full := "endpoint_name acme\n\t\t\tsecret s\n\t\t\tbus_url http://127.0.0.1:1\n\t\t\toauth_token_url http://127.0.0.1:1/oauth/token\n\t\t\tclient_id c\n\t\t\tclient_secret cs"
+	for _, c := range []struct {
+		name    string
+		options string
+		wants   []string
+	}{
+		{"no secret", strings.Replace(full, "secret s\n", "", 1), []string{"secret", "Caddyfile:"}},
+		{"secret from an unset variable", strings.Replace(full, "secret s", "secret {env.PAYBRIDGE_TEST_UNSET}", 1), []string{"secret"}},
+		{"no endpoint_name", strings.Replace(full, "endpoint_name acme\n\t\t\t", "", 1), []string{"endpoint_name", "Caddyfile:"}},
+		{"bus_url not a URL", strings.Replace(full, "bus_url http://127.0.0.1:1", "bus_url mib.example.com", 1), []string{"bus_url"}},
+		{"register without public_url", full + "\n\t\t\tregister", []string{"public_url"}},
+		{"unknown option", full + "\n\t\t\tcolour blue", []string{"colour", "Caddyfile:"}},
+	} {
+		t.Run(c.name, func(t *testing.T) { assertLoadError(t, base(c.options), c.wants...) })
 	}
 }
