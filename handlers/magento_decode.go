@@ -94,6 +94,10 @@ func decodeMagento(body []byte) (*mibCall, json.RawMessage, *rpcError) {
 		return nil, nil, &rpcError{Code: rpcInvalidRequest, Message: "invalid request: expected a JSON-RPC 2.0 request object"}
 	}
 	id := env.ID
+	if perr := caseSensitive(body, "request"); perr != nil {
+		perr.Code, perr.Message = rpcInvalidRequest, "invalid request: "+strings.TrimPrefix(perr.Message, "invalid params: ")
+		return nil, nil, perr
+	}
 	switch {
 	case env.JSONRPC != "2.0":
 		return nil, id, &rpcError{Code: rpcInvalidRequest, Message: `invalid request: jsonrpc must be "2.0"`}
@@ -113,6 +117,9 @@ func decodeMagento(body []byte) (*mibCall, json.RawMessage, *rpcError) {
 		return nil, id, invalidParams("payment", "params.payment must be an object")
 	}
 	call := &mibCall{command: command, id: id, raw: raw}
+	if perr := caseSensitive(raw, "payment"); perr != nil {
+		return nil, id, perr
+	}
 	pd := json.NewDecoder(bytes.NewReader(raw))
 	pd.UseNumber()
 	if err := pd.Decode(&call.payment); err != nil {
@@ -122,6 +129,46 @@ func decodeMagento(body []byte) (*mibCall, json.RawMessage, *rpcError) {
 		return nil, id, perr
 	}
 	return call, id, nil
+}
+
+// mibFields are the payment struct's field names, by object path.
+var mibFields = map[string][]string{
+	"request": {"jsonrpc", "id", "method", "params", "client"},
+	"payment": {"gateway", "gateway_account", "gateway_key", "amount", "currency", "order_id", "operation_reference",
+		"new_gateway_key", "lines", "method_details", "gateway_command", "gateway_response", "gateway_response_time", "custom_attributes"},
+	"payment.lines":          {"line_number", "item_name", "item_sku", "item_type", "quantity", "unit_price_gross", "refund_amount", "tax_amount", "tax_rate"},
+	"payment.method_details": {"method", "submethod", "card", "bank"},
+}
+
+// caseSensitive refuses a field whose name differs from the struct's only
+// in case: the bus's names are case-sensitive, and encoding/json would
+// otherwise take "Amount" for "amount".
+func caseSensitive(raw json.RawMessage, path string) *rpcError {
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(raw, &obj) != nil {
+		return nil // not an object: the typed decoding reports it
+	}
+	for k, v := range obj {
+		for _, name := range mibFields[path] {
+			if k != name && strings.EqualFold(k, name) {
+				return invalidParams(path+"."+k, "%s.%s: field names are case-sensitive (%s)", path, k, name)
+			}
+		}
+		sub := path + "." + k
+		if _, nested := mibFields[sub]; nested {
+			var list []json.RawMessage
+			if json.Unmarshal(v, &list) == nil {
+				for _, item := range list {
+					if perr := caseSensitive(item, sub); perr != nil {
+						return perr
+					}
+				}
+			} else if perr := caseSensitive(v, sub); perr != nil {
+				return perr
+			}
+		}
+	}
+	return nil
 }
 
 func (c *mibCall) check() *rpcError {
