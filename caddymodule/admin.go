@@ -146,10 +146,18 @@ func (a *adminAPI) payment(w http.ResponseWriter, r *http.Request, id string) er
 }
 
 // paymentView is a copy of p safe to show: the payment source token (a PSP
-// credential) is masked. Transaction tokens are the platform's to see.
+// credential) is masked, and a platform command's copy of its payment
+// struct (card and bank details) is left out. Transaction tokens are the
+// platform's to see.
 func paymentView(p *payment.Payment) payment.Payment {
 	v := *p
 	v.SourceToken = maskToken(p.SourceToken)
+	v.Txs = make([]*payment.Transaction, len(p.Txs))
+	for i, t := range p.Txs {
+		c := *t
+		c.Command = nil
+		v.Txs[i] = &c
+	}
 	return v
 }
 
