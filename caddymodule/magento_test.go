@@ -622,3 +622,22 @@ http://localhost:9080 {
 		t.Run(c.name, func(t *testing.T) { assertLoadError(t, base(c.options), c.wants...) })
 	}
 }
+
+// TestMagentoGivesUpAfterMaxAge: a PSP that never answers is retried until
+// max_age; then the bus hears the failure.
+func TestMagentoGivesUpAfterMaxAge(t *testing.T) {
+	bus := newFakeBus(t)
+	dir := t.TempDir()
+	e := &mibEnv{t: t, bus: bus, ledger: filepath.Join(dir, "ledger"), storage: filepath.Join(dir, "store")}
+	startCaddy(t, strings.Replace(e.config(), "retry_backoff 50ms 200ms", "retry_backoff 50ms 200ms\n\t\tmax_age 1s", 1))
+	start := time.Now()
+	e.accepted("capture", mibPayment("tok_unavailable_ma", "4.00", "EUR", "op-ma-1"))
+	p := e.waitNotification("op-ma-1", "notify_capture_failed")
+	if waited := time.Since(start); waited < time.Second {
+		t.Fatalf("gave up after %s, before max_age", waited)
+	}
+	if !strings.Contains(p["gateway_response"].(string), "gateway_timeout") && !strings.Contains(p["gateway_response"].(string), "gateway_unavailable") {
+		t.Fatalf("gateway_response %q", p["gateway_response"])
+	}
+	e.exactlyOne("op-ma-1")
+}
