@@ -223,6 +223,18 @@ func (a *App) defaultGateway() (string, error) {
 	return "", fmt.Errorf("several gateways are defined: name one with `gateway <name>`")
 }
 
+// resolveGateway returns the gateway a handler names, or the only one
+// defined when it names none.
+func (a *App) resolveGateway(name string) (string, error) {
+	if name == "" {
+		return a.defaultGateway()
+	}
+	if _, ok := a.Gateway(name); !ok {
+		return "", fmt.Errorf("gateway %q is not defined in the paybridge global option", name)
+	}
+	return name, nil
+}
+
 // registerCommerceLayer makes h the destination of callbacks addressed to
 // its name. Names must be unique in a config.
 func (a *App) registerCommerceLayer(h *handlers.CommerceLayer) error {

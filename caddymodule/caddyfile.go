@@ -175,22 +175,13 @@ func parseCommerceLayer(d *caddyfile.Dispenser) (*CommerceLayerConfig, error) {
 	for d.NextBlock(0) {
 		switch opt := d.Val(); opt {
 		case "name", "gateway", "callback_url", "unavailable":
-			var v string
-			if !d.Args(&v) || d.NextArg() {
-				return nil, d.ArgErr()
+			if err := stringOption(d, map[string]*string{
+				"name": &c.Name, "gateway": &c.Gateway, "callback_url": &c.CallbackURL, "unavailable": &c.Unavailable,
+			}); err != nil {
+				return nil, err
 			}
-			switch opt {
-			case "name":
-				c.Name = v
-			case "gateway":
-				c.Gateway = v
-			case "callback_url":
-				c.CallbackURL = v
-			case "unavailable":
-				if v != "async" && v != "fail" {
-					return nil, d.Errf("unavailable must be async or fail, not %q", v)
-				}
-				c.Unavailable = v
+			if opt == "unavailable" && c.Unavailable != "async" && c.Unavailable != "fail" {
+				return nil, d.Errf("unavailable must be async or fail, not %q", c.Unavailable)
 			}
 		case "shared_secret":
 			c.SharedSecrets = append(c.SharedSecrets, d.RemainingArgs()...)
@@ -228,6 +219,18 @@ func parseCommerceLayer(d *caddyfile.Dispenser) (*CommerceLayerConfig, error) {
 		}
 	}
 	return c, nil
+}
+
+// stringOption sets the target its option names (the dispenser is at the
+// option) to the option's one argument.
+func stringOption(d *caddyfile.Dispenser, targets map[string]*string) error {
+	opt := d.Val()
+	var v string
+	if !d.Args(&v) || d.NextArg() {
+		return d.ArgErr()
+	}
+	*targets[opt] = v
+	return nil
 }
 
 // sizeArg parses a size such as 1MiB, between 1 byte and 1 GiB.

@@ -139,14 +139,9 @@ func (c *CommerceLayerConfig) build(ctx caddy.Context, app *App) (*handlers.Comm
 	if callback == "" {
 		return nil, fmt.Errorf("callback_url is required: the gateway's webhook endpoint URL at Commerce Layer, where asynchronous results go")
 	}
-	gateway := c.Gateway
-	if gateway == "" {
-		var err error
-		if gateway, err = app.defaultGateway(); err != nil {
-			return nil, err
-		}
-	} else if _, ok := app.Gateway(gateway); !ok {
-		return nil, fmt.Errorf("gateway %q is not defined in the paybridge global option", gateway)
+	gateway, err := app.resolveGateway(c.Gateway)
+	if err != nil {
+		return nil, err
 	}
 	policy := payment.Policy{
 		Deadline:     time.Duration(c.Deadline),

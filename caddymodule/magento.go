@@ -96,14 +96,9 @@ func (c *MagentoConfig) build(ctx caddy.Context, app *App) (*magentoHandler, err
 	if c.Register && bus.publicURL == "" {
 		return nil, fmt.Errorf("register needs public_url: the URL the bus forwards commands to")
 	}
-	gateway := c.Gateway
-	if gateway == "" {
-		var err error
-		if gateway, err = app.defaultGateway(); err != nil {
-			return nil, err
-		}
-	} else if _, ok := app.Gateway(gateway); !ok {
-		return nil, fmt.Errorf("gateway %q is not defined in the paybridge global option", gateway)
+	gateway, err := app.resolveGateway(c.Gateway)
+	if err != nil {
+		return nil, err
 	}
 	if c.MaxBodySize < 0 || c.Deadline < 0 {
 		return nil, fmt.Errorf("max_body_size and deadline must not be negative")
@@ -221,15 +216,13 @@ func parseMagento(d *caddyfile.Dispenser) (*MagentoConfig, error) {
 	for d.NextBlock(0) {
 		switch opt := d.Val(); opt {
 		case "name", "gateway", "endpoint_name", "bus_url", "delegate_url", "oauth_token_url", "client_id", "client_secret", "public_url":
-			var v string
-			if !d.Args(&v) || d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			*map[string]*string{
+			if err := stringOption(d, map[string]*string{
 				"name": &c.Name, "gateway": &c.Gateway, "endpoint_name": &c.EndpointName, "bus_url": &c.BusURL,
 				"delegate_url": &c.DelegateURL, "oauth_token_url": &c.OAuthTokenURL, "client_id": &c.ClientID,
 				"client_secret": &c.ClientSecret, "public_url": &c.PublicURL,
-			}[opt] = v
+			}); err != nil {
+				return nil, err
+			}
 		case "secret":
 			c.Secrets = append(c.Secrets, d.RemainingArgs()...)
 			if len(c.Secrets) == 0 {

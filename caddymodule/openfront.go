@@ -66,12 +66,9 @@ func (c *OpenfrontConfig) build(ctx caddy.Context, app *App) (*openfrontHandler,
 	if len(keys) == 0 {
 		return nil, fmt.Errorf("no api_key is set (empty values, such as an unset {env.X}, are dropped); Openfront signs nothing, so the API key is its only proof")
 	}
-	gateway := c.Gateway
-	if gateway == "" {
-		var err error
-		if gateway, err = app.defaultGateway(); err != nil {
-			return nil, err
-		}
+	gateway, err := app.resolveGateway(c.Gateway)
+	if err != nil {
+		return nil, err
 	}
 	mod, ok := app.gatewayModule(gateway)
 	if !ok {
@@ -158,17 +155,8 @@ func parseOpenfront(d *caddyfile.Dispenser) (*OpenfrontConfig, error) {
 	for d.NextBlock(0) {
 		switch opt := d.Val(); opt {
 		case "name", "gateway", "dashboard_url":
-			var v string
-			if !d.Args(&v) || d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			switch opt {
-			case "name":
-				c.Name = v
-			case "gateway":
-				c.Gateway = v
-			case "dashboard_url":
-				c.DashboardURL = v
+			if err := stringOption(d, map[string]*string{"name": &c.Name, "gateway": &c.Gateway, "dashboard_url": &c.DashboardURL}); err != nil {
+				return nil, err
 			}
 		case "api_key":
 			c.APIKeys = append(c.APIKeys, d.RemainingArgs()...)
@@ -212,14 +200,8 @@ func parseOpenfrontRelay(d *caddyfile.Dispenser) (*OpenfrontRelayConfig, error) 
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch opt := d.Val(); opt {
 		case "graphql_url", "provider_id":
-			var v string
-			if !d.Args(&v) || d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			if opt == "graphql_url" {
-				r.GraphQLURL = v
-			} else {
-				r.ProviderID = v
+			if err := stringOption(d, map[string]*string{"graphql_url": &r.GraphQLURL, "provider_id": &r.ProviderID}); err != nil {
+				return nil, err
 			}
 		case "header":
 			var k, v string
