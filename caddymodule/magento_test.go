@@ -641,3 +641,32 @@ func TestMagentoGivesUpAfterMaxAge(t *testing.T) {
 	}
 	e.exactlyOne("op-ma-1")
 }
+
+// TestMagentoRevalidationReauthorizes: an expired authorization fails
+// validation; revalidation re-authorizes and names the new gateway key,
+// which later commands may use for the same payment.
+func TestMagentoRevalidationReauthorizes(t *testing.T) {
+	e := newMibEnv(t, "")
+	e.accepted("validate", mibPayment("tok_expired_rv", "80.00", "EUR", "op-rv-1"))
+	p := e.waitNotification("op-rv-1", "notify_validation_failed")
+	if !strings.Contains(p["gateway_response"].(string), "authorization_expired") {
+		t.Fatalf("gateway_response %q", p["gateway_response"])
+	}
+	e.accepted("revalidate", mibPayment("tok_expired_rv", "80.00", "EUR", "op-rv-2"))
+	p = e.waitNotification("op-rv-2", "notify_revalidated")
+	newKey, _ := p["new_gateway_key"].(string)
+	if newKey == "" || newKey == "tok_expired_rv" {
+		t.Fatalf("new_gateway_key %q", newKey)
+	}
+	// OMS uses the new key from now on: the same payment, whose 80.00
+	// authorization is captured once.
+	e.accepted("capture", mibPayment(newKey, "80.00", "EUR", "op-rv-3"))
+	e.waitNotification("op-rv-3", "notify_captured")
+	e.accepted("capture", mibPayment("tok_expired_rv", "0.01", "EUR", "op-rv-4"))
+	e.waitNotification("op-rv-4", "notify_capture_failed")
+	// A revalidation of an authorization that holds names no new key.
+	e.accepted("revalidate", mibPayment("tok_visa_rv", "5.00", "EUR", "op-rv-5"))
+	if p := e.waitNotification("op-rv-5", "notify_revalidated"); p["new_gateway_key"] != nil {
+		t.Fatalf("new_gateway_key %v for an authorization that holds", p["new_gateway_key"])
+	}
+}

@@ -71,7 +71,7 @@ const mibMethodPrefix = "magento.payments.payments_management."
 
 var mibCommands = map[string]payment.Kind{
 	"validate":   payment.Validate,
-	"revalidate": payment.Validate,
+	"revalidate": payment.Revalidate,
 	"capture":    payment.Capture,
 	"cancel":     payment.Void,
 	"refund":     payment.Refund,

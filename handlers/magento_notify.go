@@ -57,6 +57,13 @@ func MagentoNotification(p *payment.Payment, t *payment.Transaction) []byte {
 	if json.Unmarshal(cmd.Payment, &fields) != nil {
 		return nil
 	}
+	if t.Kind == payment.Revalidate && t.State == payment.Succeeded {
+		var key string
+		_ = json.Unmarshal(fields["gateway_key"], &key)
+		if t.PSPRef != "" && t.PSPRef != key {
+			fields["new_gateway_key"], _ = json.Marshal(t.PSPRef)
+		}
+	}
 	resp, _ := json.Marshal(mibGatewayResponse{Status: string(t.State), Reference: t.PSPRef, Code: t.Code, Message: t.Message})
 	fields["gateway_response"], _ = json.Marshal(string(resp))
 	seconds := t.UpdatedAt.Sub(t.CreatedAt).Seconds()

@@ -367,7 +367,7 @@ func checkRequest(req Request) *Error {
 			return newError(KindInvalidAmount, CodeInvalidAmount, "the amount must be a positive number of minor units")
 		}
 	case Void:
-	case Validate:
+	case Validate, Revalidate:
 		if req.Amount < 0 {
 			return newError(KindInvalidAmount, CodeInvalidAmount, "the amount must not be negative")
 		}
@@ -435,7 +435,7 @@ func (e *Engine) loadFor(tx Tx, req Request, t *Transaction) (*Payment, *Transac
 		refusal = p.checkCapture(target, req.Amount)
 	case Refund:
 		refusal = p.checkRefund(target, req.Amount)
-	case Validate:
+	case Validate, Revalidate:
 		refusal = p.checkValidate(target)
 	case Void:
 		var done *Transaction
@@ -579,6 +579,7 @@ func (e *Engine) record(p *Payment, t *Transaction, res Result, now time.Time) {
 		t.Code, t.Message = "", res.Message
 		t.Verify = false
 		p.apply(t, Succeeded, now)
+		p.reauthorized(t)
 	case OutcomeDeclined:
 		t.Code, t.Message = res.Code, res.Message
 		if t.Code == "" {

@@ -85,3 +85,18 @@ func (e *Engine) AdoptAuthorization(ctx context.Context, a ExternalAuthorization
 	})
 	return paymentID, authToken, nil, err
 }
+
+// reauthorized records a revalidation that re-authorized: the PSP's new
+// reference becomes the authorization's, and the platform's name for it
+// (the new gateway key) resolves to this payment from now on.
+func (p *Payment) reauthorized(t *Transaction) {
+	if t.Kind != Revalidate || t.PSPRef == "" {
+		return
+	}
+	auth := p.Authorization()
+	if auth == nil || auth.PSPRef == t.PSPRef {
+		return
+	}
+	auth.PSPRef = t.PSPRef
+	p.Aliases = append(p.Aliases, externalKey(p.Handler, t.PSPRef))
+}

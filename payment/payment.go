@@ -11,8 +11,12 @@ const (
 	Void      Kind = "void"
 	Refund    Kind = "refund"
 	// Validate asks the PSP whether an authorization still holds (Magento
-	// OMS's validate and revalidate); it moves no money.
+	// OMS's validate); it moves no money.
 	Validate Kind = "validate"
+	// Revalidate is Validate that re-authorizes an expired authorization:
+	// a succeeded revalidation whose PSPRef differs from the authorization's
+	// names the new authorization (Magento OMS's new_gateway_key).
+	Revalidate Kind = "revalidate"
 )
 
 // TxState is where a transaction stands. Only Succeeded and Failed are final.
@@ -78,6 +82,9 @@ type Payment struct {
 	Captured   int64          `json:"captured"`
 	Refunded   int64          `json:"refunded"`
 	Txs        []*Transaction `json:"transactions"`
+	// Aliases are more tokens that resolve to the payment: the new gateway
+	// keys of re-authorizations, as a platform names them later.
+	Aliases []string `json:"aliases,omitempty"`
 	Events     []Event        `json:"events"`
 	CreatedAt  time.Time      `json:"created_at"`
 	UpdatedAt  time.Time      `json:"updated_at"`
@@ -178,7 +185,8 @@ func (p *Payment) Open() bool {
 // A failed transaction's PSP key is left out: the platform's repeat of that
 // call reuses the key, and it must keep leading to the repeat's payment.
 func (p *Payment) Tokens() []string {
-	out := make([]string, 0, 3*len(p.Txs))
+	out := make([]string, 0, 3*len(p.Txs)+len(p.Aliases))
+	out = append(out, p.Aliases...)
 	for _, t := range p.Txs {
 		out = append(out, t.Token)
 		if t.State != Failed {

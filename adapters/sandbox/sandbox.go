@@ -18,6 +18,9 @@
 //	tok_flaky               attempts 1 and 2 fail as a network fault, attempt 3 on succeeds
 //	tok_outage              every attempt fails as a network fault until Outage after the operation's creation
 //	tok_unavailable         every attempt fails as a network fault, forever
+//	tok_expired             authorizes, but the authorization counts as expired: a validation
+//	                        declines (authorization_expired), a revalidation re-authorizes under
+//	                        a new reference
 //	anything else           succeeds synchronously
 //
 // A validation (payment.Validate, Magento OMS's validate and revalidate)
@@ -68,11 +71,12 @@ const (
 	TokFlaky             = "tok_flaky"
 	TokOutage            = "tok_outage"
 	TokUnavailable       = "tok_unavailable"
+	TokExpired           = "tok_expired"
 )
 
 var table = [...]string{
 	TokDecline, TokInsufficientFunds, TokAsync, TokAsyncDecline, Tok3DS,
-	TokCaptureFail, TokRefundFail, TokFlaky, TokOutage, TokUnavailable,
+	TokCaptureFail, TokRefundFail, TokFlaky, TokOutage, TokUnavailable, TokExpired,
 }
 
 // Tokens lists the behaviour table's entries, for test pages and help texts.
@@ -96,6 +100,7 @@ const (
 	CodeInsufficientFunds = "insufficient_funds"
 	CodeCaptureDeclined   = "capture_declined"
 	CodeRefundDeclined    = "refund_declined"
+	CodeExpired           = "authorization_expired"
 	// CodeUnsupported declines an operation kind the sandbox does not know.
 	CodeUnsupported = "unsupported_operation"
 )
@@ -106,6 +111,7 @@ var messages = map[string]string{
 	CodeCaptureDeclined:   "Capture declined",
 	CodeRefundDeclined:    "Refund declined",
 	CodeUnsupported:       "Unsupported operation",
+	CodeExpired:           "Authorization expired",
 }
 
 var (
@@ -337,13 +343,17 @@ func (s *Sandbox) decide(op payment.Operation, now time.Time, status bool) (paym
 		return res, nil
 	}
 	switch op.Kind {
-	case payment.Authorize, payment.Capture, payment.Void, payment.Refund, payment.Validate:
+	case payment.Authorize, payment.Capture, payment.Void, payment.Refund, payment.Validate, payment.Revalidate:
 	default:
 		return decline(CodeUnsupported)
 	}
 	// A validation asks whether the token's authorization holds: it has the
-	// authorization's outcome.
-	authLike := op.Kind == payment.Authorize || op.Kind == payment.Validate
+	// authorization's outcome. A revalidation of an authorization that holds
+	// keeps its reference; of an expired one, it authorizes anew.
+	authLike := op.Kind == payment.Authorize || op.Kind == payment.Validate || op.Kind == payment.Revalidate
+	if op.Kind == payment.Revalidate && b != TokExpired && op.Ref != "" {
+		res.Ref = op.Ref
+	}
 	switch b {
 	case TokDecline:
 		return decline(CodeCardDeclined)
@@ -360,6 +370,10 @@ func (s *Sandbox) decide(op payment.Operation, now time.Time, status bool) (paym
 	case Tok3DS:
 		if authLike {
 			return async(payment.OutcomeSucceeded, "", true)
+		}
+	case TokExpired:
+		if op.Kind == payment.Validate {
+			return decline(CodeExpired)
 		}
 	case TokCaptureFail:
 		if op.Kind == payment.Capture {

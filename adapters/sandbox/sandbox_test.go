@@ -224,6 +224,7 @@ func TestBehaviour(t *testing.T) {
 		"tok_outage_a":                "tok_outage",
 		"tok_unavailable_a":           "tok_unavailable",
 		"tok_visa_91c2":               "",
+		"tok_expired_7":               "tok_expired",
 		"tok_asyn":                    "",
 		"TOK_DECLINE":                 "",
 		"x_tok_decline":               "",
@@ -235,7 +236,7 @@ func TestBehaviour(t *testing.T) {
 			t.Errorf("Behaviour(%q) = %q, want %q", token, got, want)
 		}
 	}
-	if len(Tokens()) != 10 {
+	if len(Tokens()) != 11 {
 		t.Errorf("Tokens() = %v", Tokens())
 	}
 	for _, tok := range Tokens() {
@@ -680,5 +681,36 @@ func BenchmarkExecuteLedger(b *testing.B) {
 		if _, err := s.Execute(ctx, op); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestValidationAndRevalidation(t *testing.T) {
+	s, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	op := func(kind payment.Kind, token string) payment.Result {
+		t.Helper()
+		res, err := s.Execute(context.Background(), payment.Operation{Kind: kind, Key: "k-" + string(kind) + token, SourceToken: token, Ref: token, CreatedAt: time.Now(), Attempt: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if r := op(payment.Validate, "tok_visa_1"); r.Outcome != payment.OutcomeSucceeded {
+		t.Errorf("validate of a good authorization: %+v", r)
+	}
+	if r := op(payment.Validate, "tok_expired_1"); r.Outcome != payment.OutcomeDeclined || r.Code != CodeExpired {
+		t.Errorf("validate of an expired authorization: %+v", r)
+	}
+	if r := op(payment.Revalidate, "tok_visa_2"); r.Outcome != payment.OutcomeSucceeded || r.Ref != "tok_visa_2" {
+		t.Errorf("revalidate of a good authorization keeps its reference: %+v", r)
+	}
+	if r := op(payment.Revalidate, "tok_expired_2"); r.Outcome != payment.OutcomeSucceeded || r.Ref == "tok_expired_2" || r.Ref == "" {
+		t.Errorf("revalidate of an expired authorization gives a new reference: %+v", r)
+	}
+	if r := op(payment.Capture, "tok_expired_3"); r.Outcome != payment.OutcomeSucceeded {
+		t.Errorf("capture with tok_expired: %+v", r)
 	}
 }
