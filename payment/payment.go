@@ -84,10 +84,10 @@ type Payment struct {
 	Txs        []*Transaction `json:"transactions"`
 	// Aliases are more tokens that resolve to the payment: the new gateway
 	// keys of re-authorizations, as a platform names them later.
-	Aliases []string `json:"aliases,omitempty"`
-	Events     []Event        `json:"events"`
-	CreatedAt  time.Time      `json:"created_at"`
-	UpdatedAt  time.Time      `json:"updated_at"`
+	Aliases   []string  `json:"aliases,omitempty"`
+	Events    []Event   `json:"events"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Transaction is one operation at the PSP.
