@@ -204,7 +204,7 @@ func checkMetricLabels(t *testing.T, m mScrape, forbidden ...string) {
 		"paybridge_requests_total":   {"succeeded", "pending", "failed", "refused", "replayed"},
 		"paybridge_deliveries_total": {"delivered", "retry", "dead"},
 	}
-	operations := []string{"authorize", "capture", "void", "refund", "status", "vault"}
+	operations := []string{"authorize", "capture", "void", "refund", "validate", "revalidate", "status", "vault"}
 	for _, s := range m.paybridge() {
 		for k, v := range s.labels {
 			if !allowed[k] {
