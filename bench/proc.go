@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -82,13 +83,20 @@ func (s *rssSampler) now() (cur, sampledMax, hwm int64) {
 }
 
 // diskUsage is what du counts (allocated blocks) and the apparent size of
-// every file under dir.
+// every file under dir. A file that compaction deletes during the walk is
+// not counted, as du would not.
 func diskUsage(dir string) (allocated, apparent int64, err error) {
 	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) && path != dir {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
 		info, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
