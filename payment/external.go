@@ -49,24 +49,23 @@ func (e *Engine) AdoptAuthorization(ctx context.Context, a ExternalAuthorization
 	}
 	ctx = context.WithoutCancel(ctx)
 	key := externalKey(a.Handler, a.GatewayKey)
+	// Every command of a payment after its first finds it adopted: a read,
+	// with no commit (and no fsync) on the command's path.
+	err = e.store.View(ctx, func(tx Tx) error {
+		paymentID, authToken, err = adopted(tx, key)
+		return err
+	})
+	if err == nil && paymentID != "" {
+		return paymentID, authToken, nil, nil
+	}
+	if err != nil {
+		return "", "", nil, err
+	}
 	unlock := e.keys.lock(key)
 	defer unlock()
 	err = e.store.Update(ctx, func(tx Tx) error {
-		paymentID, authToken = "", ""
-		id, err := tx.PaymentIDByToken(key)
-		if err == nil {
-			p, err := tx.Payment(id)
-			if err != nil {
-				return err
-			}
-			auth := p.Authorization()
-			if auth == nil {
-				return fmt.Errorf("payment: adopted payment %s has no authorization", id)
-			}
-			paymentID, authToken = p.ID, auth.Token
-			return nil
-		}
-		if !errors.Is(err, ErrNotFound) {
+		var err error
+		if paymentID, authToken, err = adopted(tx, key); err != nil || paymentID != "" {
 			return err
 		}
 		now := e.now()
@@ -84,6 +83,27 @@ func (e *Engine) AdoptAuthorization(ctx context.Context, a ExternalAuthorization
 		return tx.PutPayment(p)
 	})
 	return paymentID, authToken, nil, err
+}
+
+// adopted returns the payment and authorization token that external key
+// names, or "" when there is none yet.
+func adopted(tx Tx, key string) (paymentID, authToken string, err error) {
+	id, err := tx.PaymentIDByToken(key)
+	if errors.Is(err, ErrNotFound) {
+		return "", "", nil
+	}
+	if err != nil {
+		return "", "", err
+	}
+	p, err := tx.Payment(id)
+	if err != nil {
+		return "", "", err
+	}
+	auth := p.Authorization()
+	if auth == nil {
+		return "", "", fmt.Errorf("payment: adopted payment %s has no authorization", id)
+	}
+	return p.ID, auth.Token, nil
 }
 
 // reauthorized records a revalidation that re-authorized: the PSP's new
