@@ -162,8 +162,19 @@ type busAuth struct {
 	ts  oauth2.TokenSource
 }
 
+// tokenClient bounds a token request: the token is fetched inside a
+// delivery attempt, which a hanging token endpoint must not hold forever
+// (x/oauth2 uses http.DefaultClient, with no timeout, unless told).
+var tokenClient = &http.Client{Timeout: 10 * time.Second}
+
 func newBusAuth(cfg clientcredentials.Config) *busAuth {
-	return &busAuth{cfg: cfg, ts: cfg.TokenSource(context.Background())}
+	b := &busAuth{cfg: cfg}
+	b.ts = b.newSource()
+	return b
+}
+
+func (b *busAuth) newSource() oauth2.TokenSource {
+	return b.cfg.TokenSource(context.WithValue(context.Background(), oauth2.HTTPClient, tokenClient))
 }
 
 // header returns an Authorization header with a current token.
@@ -183,7 +194,7 @@ func (b *busAuth) header() (http.Header, error) {
 // refresh drops the cached token and returns a header with a new one.
 func (b *busAuth) refresh() (http.Header, error) {
 	b.mu.Lock()
-	b.ts = b.cfg.TokenSource(context.Background())
+	b.ts = b.newSource()
 	b.mu.Unlock()
 	return b.header()
 }
