@@ -91,7 +91,7 @@ func (h *Openfront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	engine, err := h.Engine(r.Context())
 	if err != nil {
-		writeAnswer(w, ofError(http.StatusServiceUnavailable, "paybridge is starting; try again"))
+		h.ServeUnavailable(w)
 		return
 	}
 	var ans payment.Answer
@@ -174,14 +174,25 @@ func (h *Openfront) payment(ctx context.Context, engine *payment.Engine, req *of
 	return p, nil, err
 }
 
-func (h *Openfront) capture(ctx context.Context, engine *payment.Engine, req *ofRequest) (payment.Answer, error) {
+// paymentAndAmount reads what capture and refund both need: their payment,
+// and the amount, which they require.
+func (h *Openfront) paymentAndAmount(ctx context.Context, engine *payment.Engine, req *ofRequest) (*payment.Payment, int64, *payment.Answer, error) {
 	p, refusal, err := h.payment(ctx, engine, req)
 	if refusal != nil || err != nil {
-		return deref(refusal), err
+		return nil, 0, refusal, err
 	}
 	amount, perr := requiredAmount(req.Amount)
 	if perr != nil {
-		return ofError(http.StatusBadRequest, perr.msg), nil
+		a := ofError(http.StatusBadRequest, perr.msg)
+		return nil, 0, &a, nil
+	}
+	return p, amount, nil, nil
+}
+
+func (h *Openfront) capture(ctx context.Context, engine *payment.Engine, req *ofRequest) (payment.Answer, error) {
+	p, amount, refusal, err := h.paymentAndAmount(ctx, engine, req)
+	if refusal != nil || err != nil {
+		return deref(refusal), err
 	}
 	// Openfront captures when it hears the authorization succeeded, and may
 	// hear that more than once: capturing what is already captured returns
@@ -215,13 +226,9 @@ func fullyCaptured(p *payment.Payment) *payment.Transaction {
 }
 
 func (h *Openfront) refund(ctx context.Context, engine *payment.Engine, req *ofRequest, headerKey string) (payment.Answer, error) {
-	p, refusal, err := h.payment(ctx, engine, req)
+	p, amount, refusal, err := h.paymentAndAmount(ctx, engine, req)
 	if refusal != nil || err != nil {
 		return deref(refusal), err
-	}
-	amount, perr := requiredAmount(req.Amount)
-	if perr != nil {
-		return ofError(http.StatusBadRequest, perr.msg), nil
 	}
 	capture := refundTarget(p, amount)
 	if capture == nil {
