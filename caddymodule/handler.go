@@ -29,8 +29,15 @@ type Handler struct {
 	// handler serves.
 	Gateway string `json:"gateway,omitempty"`
 
-	serve http.Handler
+	serve platformHandler
 	app   *App
+}
+
+// platformHandler is what every handlers type is: an http.Handler that can
+// also answer, in its caller's format, that paybridge is not ready.
+type platformHandler interface {
+	http.Handler
+	ServeUnavailable(w http.ResponseWriter)
 }
 
 // CommerceLayerConfig configures a Commerce Layer external gateway endpoint.
@@ -174,17 +181,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	release, ok := h.app.hold(r.Context())
 	defer release()
 	if !ok {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Retry-After", "1")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		body := `{"success":false,"error":{"code":"unavailable","message":"paybridge is starting or stopping; try again"}}`
-		if h.Openfront != nil {
-			body = `{"error":"paybridge is starting or stopping; try again"}` // Openfront's error shape
-		}
-		if h.Magento != nil {
-			body = `{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"paybridge is starting or stopping; send it again"}}`
-		}
-		_, _ = w.Write([]byte(body))
+		h.serve.ServeUnavailable(w)
 		return nil
 	}
 	h.serve.ServeHTTP(w, r)

@@ -83,7 +83,8 @@ func (g *GatewayRoutes) serveCheckout(w http.ResponseWriter, r *http.Request, id
 	}
 	engine, err := g.Engine(r.Context())
 	if err != nil {
-		fail(http.StatusServiceUnavailable, "paybridge is starting; try again")
+		unavailableHeader(w)
+		fail(http.StatusServiceUnavailable, unavailableMessage)
 		return
 	}
 	p, err := engine.Payment(r.Context(), id)

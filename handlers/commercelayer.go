@@ -73,7 +73,7 @@ func (h *CommerceLayer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	engine, err := h.Engine(r.Context())
 	if err != nil {
-		writeAnswer(w, clRefusal(http.StatusServiceUnavailable, "unavailable", "paybridge is starting; try again", nil))
+		h.ServeUnavailable(w)
 		return
 	}
 	key := h.Name + "|" + call.key

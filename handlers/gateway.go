@@ -43,9 +43,7 @@ type gatewayEvent struct {
 }
 
 func (g *GatewayRoutes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	reply := func(status int, code, msg string) {
-		writeAnswer(w, payment.Answer{Status: status, Body: encode(map[string]string{"error": code, "message": msg})})
-	}
+	reply := func(status int, code, msg string) { writeAnswer(w, gatewayError(status, code, msg)) }
 	if g.Checkout {
 		if id, confirm, ok := checkoutPath(r.URL.Path); ok {
 			g.serveCheckout(w, r, id, confirm)
@@ -86,7 +84,7 @@ func (g *GatewayRoutes) handleEvent(ctx context.Context, sig string, body []byte
 	}
 	engine, err := g.Engine(ctx)
 	if err != nil {
-		return http.StatusServiceUnavailable, "unavailable", "paybridge is starting; try again"
+		return http.StatusServiceUnavailable, "unavailable", unavailableMessage
 	}
 	id, err := engine.PaymentByToken(ctx, ev.Data.Key)
 	if err != nil {
@@ -98,4 +96,8 @@ func (g *GatewayRoutes) handleEvent(ctx context.Context, sig string, body []byte
 		return http.StatusInternalServerError, "internal_error", "the event could not be processed; retry"
 	}
 	return http.StatusOK, "", ""
+}
+
+func gatewayError(status int, code, msg string) payment.Answer {
+	return payment.Answer{Status: status, Body: encode(map[string]string{"error": code, "message": msg})}
 }

@@ -83,9 +83,11 @@ func (h *Magento) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	engine, err := h.Engine(r.Context())
-	if err == nil {
-		err = h.accept(r.Context(), engine, call)
+	if err != nil {
+		h.ServeUnavailable(w)
+		return
 	}
+	err = h.accept(r.Context(), engine, call)
 	if err != nil {
 		h.Logger.Error("magento command not recorded", zap.String("handler", h.Name), zap.String("command", call.command), zap.Error(err))
 		// Not durable, so not accepted: a 503 makes the bus send it again.
