@@ -78,24 +78,35 @@ func loadConfigJSON(path, adapter string) ([]byte, error) {
 }
 
 // findMagento collects the magento configs of every paybridge handler in
-// a Caddy JSON config, wherever routes nest them.
+// a Caddy JSON config.
 func findMagento(cfgJSON []byte, out *[]MagentoConfig) {
 	var v any
 	if json.Unmarshal(cfgJSON, &v) != nil {
 		return
 	}
+	for _, h := range findHandlers(v) {
+		raw, ok := h["magento"]
+		if !ok {
+			continue
+		}
+		b, _ := json.Marshal(raw)
+		var mc MagentoConfig
+		if json.Unmarshal(b, &mc) == nil {
+			*out = append(*out, mc)
+		}
+	}
+}
+
+// findHandlers digs every paybridge handler out of a decoded Caddy JSON
+// config, wherever routes and subroutes nest them.
+func findHandlers(v any) []map[string]any {
+	var out []map[string]any
 	var walk func(any)
 	walk = func(v any) {
 		switch x := v.(type) {
 		case map[string]any:
 			if x["handler"] == "paybridge" {
-				if raw, ok := x["magento"]; ok {
-					b, _ := json.Marshal(raw)
-					var mc MagentoConfig
-					if json.Unmarshal(b, &mc) == nil {
-						*out = append(*out, mc)
-					}
-				}
+				out = append(out, x)
 			}
 			for _, c := range x {
 				walk(c)
@@ -107,4 +118,5 @@ func findMagento(cfgJSON []byte, out *[]MagentoConfig) {
 		}
 	}
 	walk(v)
+	return out
 }

@@ -43,25 +43,7 @@ func validateJSON(cfgJSON []byte) error {
 // paybridgeHandlers digs every paybridge handler out of adapted JSON.
 func paybridgeHandlers(t *testing.T, v any) []map[string]any {
 	t.Helper()
-	var out []map[string]any
-	var walk func(any)
-	walk = func(v any) {
-		switch x := v.(type) {
-		case map[string]any:
-			if x["handler"] == "paybridge" {
-				out = append(out, x)
-			}
-			for _, c := range x {
-				walk(c)
-			}
-		case []any:
-			for _, c := range x {
-				walk(c)
-			}
-		}
-	}
-	walk(v)
-	return out
+	return findHandlers(v)
 }
 
 func TestAdaptCaddyfile(t *testing.T) {
