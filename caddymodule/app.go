@@ -65,9 +65,9 @@ type GatewayModule interface {
 	PaymentGateway() payment.Gateway
 	// WebhookSecrets verify the PSP's signed webhooks (nil: none accepted).
 	WebhookSecrets() [][]byte
-	// PaymentPage is the URL of the gateway's page where a customer pays
-	// checkout session paymentID, or "" when the gateway has none.
-	PaymentPage(paymentID string) string
+	// PaymentPages returns the URL of the gateway's page where a customer
+	// pays a checkout session, by payment id; nil when it has none.
+	PaymentPages() func(paymentID string) string
 }
 
 // CaddyModule returns the Caddy module information.

@@ -123,7 +123,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.serve = &handlers.GatewayRoutes{
 			Name:     h.Gateway,
 			Secrets:  mod.WebhookSecrets(),
-			Checkout: mod.PaymentPage("x") != "",
+			Checkout: mod.PaymentPages() != nil,
 			Engine:   app.engine,
 			Logger:   ctx.Logger(),
 		}

@@ -74,7 +74,8 @@ func (c *OpenfrontConfig) build(ctx caddy.Context, app *App) (*openfrontHandler,
 	if !ok {
 		return nil, fmt.Errorf("gateway %q is not defined in the paybridge global option", gateway)
 	}
-	if mod.PaymentPage("x") == "" {
+	pages := mod.PaymentPages()
+	if pages == nil {
 		return nil, fmt.Errorf("gateway %q has no payment page for Openfront's customers: set its public_url (where `paybridge gateway %s` is served)", gateway, gateway)
 	}
 	// {payment_id} is ours: Caddy's replacer would blank it, so only
@@ -89,7 +90,7 @@ func (c *OpenfrontConfig) build(ctx caddy.Context, app *App) (*openfrontHandler,
 		Gateway:        gateway,
 		APIKeys:        keys,
 		DashboardURL:   dashboard,
-		PaymentPage:    mod.PaymentPage,
+		PaymentPage:    pages,
 		WebhookSecrets: mod.WebhookSecrets(),
 		MaxBodySize:    c.MaxBodySize,
 		// Openfront has no circuit breaker to protect and ignores a 202's

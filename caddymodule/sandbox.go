@@ -78,13 +78,13 @@ func (g *SandboxGateway) PaymentGateway() payment.Gateway { return g.sandbox }
 // WebhookSecrets implements GatewayModule.
 func (g *SandboxGateway) WebhookSecrets() [][]byte { return g.secrets }
 
-// PaymentPage implements GatewayModule: the sandbox's test checkout, served
-// by `paybridge gateway <name>` under public_url.
-func (g *SandboxGateway) PaymentPage(paymentID string) string {
+// PaymentPages implements GatewayModule: the sandbox's test checkout,
+// served by `paybridge gateway <name>` under public_url.
+func (g *SandboxGateway) PaymentPages() func(paymentID string) string {
 	if g.publicURL == "" {
-		return ""
+		return nil
 	}
-	return g.publicURL + "/checkout/" + paymentID
+	return func(paymentID string) string { return g.publicURL + "/checkout/" + paymentID }
 }
 
 // UnmarshalCaddyfile parses the block of `gateway <name> sandbox { ... }`;
