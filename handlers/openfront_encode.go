@@ -130,9 +130,9 @@ type ofOpData struct {
 	Code         string `json:"code,omitempty"`
 }
 
-// ofOpResult is what capture and refund answers share.
+// ofOpResult is what capture and refund answers share, after their own
+// fields (success first, as the docs show it).
 type ofOpResult struct {
-	Success  bool     `json:"success"`
 	Status   string   `json:"status"`
 	Amount   int64    `json:"amount"`
 	Currency string   `json:"currency"`
@@ -141,12 +141,14 @@ type ofOpResult struct {
 }
 
 type ofCaptureAnswer struct {
+	Success        bool   `json:"success"`
 	TransactionID  string `json:"transactionId"`
 	CapturedAmount int64  `json:"capturedAmount"`
 	ofOpResult
 }
 
 type ofRefundAnswer struct {
+	Success        bool   `json:"success"`
 	RefundID       string `json:"refundId"`
 	RefundedAmount int64  `json:"refundedAmount"`
 	ofOpResult
@@ -162,7 +164,6 @@ func ofOperation(v payment.Verdict, successStatus string) (errAnswer *payment.An
 	}
 	t, p := v.Tx, v.Payment
 	res = ofOpResult{
-		Success:  state == "",
 		Status:   successStatus,
 		Amount:   t.Amount,
 		Currency: p.Currency,
@@ -182,7 +183,7 @@ func renderCapture(v payment.Verdict) payment.Answer {
 	if a != nil {
 		return *a
 	}
-	ans := ofCaptureAnswer{TransactionID: v.Tx.Token, ofOpResult: res}
+	ans := ofCaptureAnswer{Success: done, TransactionID: v.Tx.Token, ofOpResult: res}
 	if done {
 		ans.CapturedAmount = v.Tx.Amount
 	}
@@ -194,7 +195,7 @@ func renderRefund(v payment.Verdict) payment.Answer {
 	if a != nil {
 		return *a
 	}
-	ans := ofRefundAnswer{RefundID: v.Tx.Token, ofOpResult: res}
+	ans := ofRefundAnswer{Success: done, RefundID: v.Tx.Token, ofOpResult: res}
 	if done {
 		ans.RefundedAmount = v.Tx.Amount
 	}
