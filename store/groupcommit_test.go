@@ -7,6 +7,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
 
 	"github.com/paybridge/caddy-paybridge/payment"
 )
@@ -186,5 +189,71 @@ func TestGroupCommitOversizedUpdateWritesNothing(t *testing.T) {
 		} else if err != nil {
 			t.Errorf("payment s%d: %v", i, err)
 		}
+	}
+}
+
+// Updates' functions run in their callers' goroutines, at the same time,
+// not one after another in the goroutine that commits: two Updates that
+// each wait for the other to have started both finish.
+func TestGroupCommitRunsUpdatesConcurrently(t *testing.T) {
+	s, _ := openTemp(t)
+	var started sync.WaitGroup
+	started.Add(2)
+	both := make(chan struct{})
+	go func() { started.Wait(); close(both) }()
+	errs := make(chan error, 2)
+	for i := range 2 {
+		go func() {
+			errs <- s.Update(context.Background(), func(tx payment.Tx) error {
+				started.Done()
+				select {
+				case <-both:
+				case <-time.After(5 * time.Second):
+					return errors.New("the other Update never started: functions run one at a time")
+				}
+				return tx.PutPayment(newPayment(fmt.Sprint("conc", i)))
+			})
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A write made outside the batcher (the outbox's own transactions) to a
+// key an Update read makes that Update run again on the new value.
+func TestGroupCommitSeesWritesOutsideTheBatcher(t *testing.T) {
+	s, _ := openTemp(t)
+	put(t, s, newPayment("out1"))
+	runs := 0
+	err := s.Update(context.Background(), func(tx payment.Tx) error {
+		runs++
+		p, err := tx.Payment("out1")
+		if err != nil {
+			return err
+		}
+		if runs == 1 {
+			// Between this Update's snapshot and its commit.
+			if err := s.update(context.Background(), func(txn *badger.Txn) error {
+				q := *p
+				q.Captured = 500
+				return setJSON(txn, paymentKey("out1"), &q)
+			}); err != nil {
+				return err
+			}
+		}
+		p.Captured += 100
+		return tx.PutPayment(p)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if runs != 2 {
+		t.Errorf("the Update ran %d times, want 2 (once stale, once fresh)", runs)
+	}
+	if got := get(t, s, "out1").Captured; got != 600 {
+		t.Errorf("captured %d, want 600: the outside write was lost", got)
 	}
 }

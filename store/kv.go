@@ -1,10 +1,14 @@
 package store
 
-import "github.com/dgraph-io/badger/v4"
+import (
+	"errors"
 
-// kv is what a tx reads and writes through: a Badger transaction, or an
-// overlay on one that lets several Updates share a commit (group commit)
-// while each stays all-or-nothing.
+	"github.com/dgraph-io/badger/v4"
+)
+
+// kv is what a tx reads and writes through: a Badger transaction, or a
+// recorder that lets several Updates share a commit (group commit) while
+// each stays all-or-nothing.
 type kv interface {
 	// get returns a copy of k's value, or badger.ErrKeyNotFound.
 	get(k []byte) ([]byte, error)
@@ -27,65 +31,84 @@ func (t txnKV) get(k []byte) ([]byte, error) {
 func (t txnKV) set(k, v []byte) error { return t.txn.Set(k, v) }
 func (t txnKV) del(k []byte) error    { return t.txn.Delete(k) }
 
-// overlay buffers one Update's writes on top of a shared transaction: its
-// reads see its own writes first, then the transaction (which holds the
-// writes of the Updates before it in the batch). Applied only if the Update
-// succeeds, so a refused Update leaves the shared transaction as it was.
-type overlay struct {
-	base   *badger.Txn
-	writes map[string][]byte // nil value: deleted
+// recorder is what an Update's function reads and writes through: a
+// snapshot, plus the Update's own writes, which its later reads see. It
+// notes the version of every key read from the snapshot, for the batcher to
+// check before the commit (see groupcommit.go).
+type recorder struct {
+	snap   *badger.Txn
+	reads  []readVersion
+	seen   map[string]struct{} // keys in reads
+	writes map[string][]byte   // nil value: deleted
 	order  []string
 }
 
-func newOverlay(base *badger.Txn) *overlay {
-	return &overlay{base: base, writes: make(map[string][]byte)}
+// readVersion is a key as an Update read it: its version, or 0 if absent.
+type readVersion struct {
+	key     string
+	version uint64
 }
 
-func (o *overlay) get(k []byte) ([]byte, error) {
-	if v, ok := o.writes[string(k)]; ok {
+type write struct {
+	key   string
+	value []byte // nil: delete
+}
+
+func newRecorder(snap *badger.Txn) *recorder {
+	return &recorder{snap: snap, seen: make(map[string]struct{}), writes: make(map[string][]byte)}
+}
+
+func (r *recorder) get(k []byte) ([]byte, error) {
+	if v, ok := r.writes[string(k)]; ok {
 		if v == nil {
 			return nil, badger.ErrKeyNotFound
 		}
-		c := make([]byte, len(v))
-		copy(c, v)
-		return c, nil
+		return append([]byte(nil), v...), nil
 	}
-	return txnKV{o.base}.get(k)
+	item, err := r.snap.Get(k)
+	var version uint64
+	switch {
+	case err == nil:
+		version = item.Version()
+	case !errors.Is(err, badger.ErrKeyNotFound):
+		return nil, err
+	}
+	if _, ok := r.seen[string(k)]; !ok {
+		r.seen[string(k)] = struct{}{}
+		r.reads = append(r.reads, readVersion{key: string(k), version: version})
+	}
+	if err != nil {
+		return nil, err
+	}
+	return item.ValueCopy(nil)
 }
 
-func (o *overlay) set(k, v []byte) error {
+func (r *recorder) set(k, v []byte) error {
 	// A non-nil copy even when empty: nil means deleted.
-	c := make([]byte, len(v))
-	copy(c, v)
-	o.put(string(k), c)
+	r.put(string(k), append(make([]byte, 0, len(v)), v...))
 	return nil
 }
 
-func (o *overlay) del(k []byte) error {
-	o.put(string(k), nil)
+func (r *recorder) del(k []byte) error {
+	r.put(string(k), nil)
 	return nil
 }
 
-func (o *overlay) put(k string, v []byte) {
-	if _, seen := o.writes[k]; !seen {
-		o.order = append(o.order, k)
+func (r *recorder) put(k string, v []byte) {
+	if _, seen := r.writes[k]; !seen {
+		r.order = append(r.order, k)
 	}
-	o.writes[k] = v
+	r.writes[k] = v
 }
 
-// apply writes the buffered changes into the shared transaction.
-func (o *overlay) apply() error {
-	for _, k := range o.order {
-		v := o.writes[k]
-		var err error
-		if v == nil {
-			err = o.base.Delete([]byte(k))
-		} else {
-			err = o.base.Set([]byte(k), v)
-		}
-		if err != nil {
-			return err
-		}
+// pending returns the writes in the order they were first made, and their
+// size as the batcher counts it.
+func (r *recorder) pending() ([]write, int) {
+	ws := make([]write, len(r.order))
+	size := 0
+	for i, k := range r.order {
+		ws[i] = write{key: k, value: r.writes[k]}
+		size += len(k) + len(ws[i].value) + entryOverhead
 	}
-	return nil
+	return ws, size
 }
