@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,11 @@ type Store struct {
 	batcherDone    chan struct{}
 	groupCommits   atomic.Int64
 	groupedUpdates atomic.Int64
+
+	// See release.go. mappedDir is dir as /proc/self/maps names it:
+	// absolute, symbolic links resolved.
+	mappedDir   string
+	releaseDone chan struct{}
 
 	stopGC    chan struct{}
 	gcDone    chan struct{}
@@ -101,6 +107,9 @@ func Open(opts Options) (*Store, error) {
 		batcherDone: make(chan struct{}),
 	}
 	go s.batcher()
+	s.mappedDir = mappedPath(opts.Dir)
+	s.releaseDone = make(chan struct{})
+	go s.releaseLoop()
 	interval := opts.GCInterval
 	if interval == 0 {
 		interval = defaultGCInterval
@@ -163,6 +172,7 @@ func (s *Store) Close() error {
 		// already be acknowledged to wait only for their fsync.
 		close(s.closing)
 		<-s.batcherDone
+		<-s.releaseDone
 		if s.stopGC != nil {
 			close(s.stopGC)
 			<-s.gcDone
@@ -172,4 +182,18 @@ func (s *Store) Close() error {
 		s.closeErr = errors.Join(s.seq.Release(), s.db.Close())
 	})
 	return s.closeErr
+}
+
+// mappedPath returns dir as the kernel names it in /proc/self/maps, or dir
+// itself if it cannot be resolved (then no mapping matches and nothing is
+// released).
+func mappedPath(dir string) string {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return dir
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		return real
+	}
+	return abs
 }
