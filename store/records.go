@@ -16,6 +16,24 @@ type tx struct {
 	kv       kv
 	readOnly bool
 	enqueued bool // whether a commit must signal Store.Enqueued
+	// indexed is, for each payment this tx read or wrote, what its stored
+	// version already has in the indexes: PutPayment writes only the
+	// difference, without reading the indexes back.
+	indexed map[string]indexedPayment
+}
+
+type indexedPayment struct {
+	tokens map[string]struct{}
+	open   bool
+}
+
+func indexedOf(p *payment.Payment) indexedPayment {
+	ts := p.Tokens()
+	ix := indexedPayment{tokens: make(map[string]struct{}, len(ts)), open: p.Open()}
+	for _, tok := range ts {
+		ix.tokens[tok] = struct{}{}
+	}
+	return ix
 }
 
 var errReadOnly = errors.New("store: write in a View transaction")
@@ -55,6 +73,14 @@ func (t *tx) Payment(id string) (*payment.Payment, error) {
 		}
 		return nil, fmt.Errorf("store: payment %s: %w", id, err)
 	}
+	if !t.readOnly {
+		if _, ok := t.indexed[id]; !ok {
+			if t.indexed == nil {
+				t.indexed = make(map[string]indexedPayment)
+			}
+			t.indexed[id] = indexedOf(p)
+		}
+	}
 	return p, nil
 }
 
@@ -68,40 +94,41 @@ func (t *tx) PutPayment(p *payment.Payment) error {
 	if err := t.put(paymentKey(p.ID), p); err != nil {
 		return fmt.Errorf("store: payment %s: %w", p.ID, err)
 	}
+	prev, known := t.indexed[p.ID]
 	for _, tok := range p.Tokens() {
-		if err := t.indexToken(tok, p.ID); err != nil {
+		if _, done := prev.tokens[tok]; done || tok == "" {
+			continue
+		}
+		if err := t.kv.set(tokenKey(tok), []byte(p.ID)); err != nil {
+			return fmt.Errorf("store: token index: %w", err)
+		}
+	}
+	if !known || prev.open != p.Open() {
+		var err error
+		if p.Open() {
+			err = t.kv.set(openKey(p.ID), nil)
+		} else {
+			err = t.kv.del(openKey(p.ID))
+		}
+		if err != nil {
 			return err
 		}
 	}
-	if p.Open() {
-		return t.kv.set(openKey(p.ID), nil)
+	if t.indexed == nil {
+		t.indexed = make(map[string]indexedPayment)
 	}
-	return t.kv.del(openKey(p.ID))
+	t.indexed[p.ID] = indexedOf(p)
+	return nil
 }
 
-// indexToken points tok at payment id. Tokens are only ever added to a
-// payment, so most are already indexed: reading first saves rewriting them
-// on every update. A token that names another payment moves to this one:
-// transaction tokens are random and never collide, but a PSP idempotency key
-// is shared on purpose by the payments of one platform call's repeated
-// attempts (an authorization declined, then tried again), and it must lead
-// to the newest of them.
-func (t *tx) indexToken(tok, id string) error {
-	if tok == "" {
-		return nil
-	}
-	k := tokenKey(tok)
-	v, err := t.kv.get(k)
-	switch {
-	case errors.Is(err, badger.ErrKeyNotFound):
-		return t.kv.set(k, []byte(id))
-	case err != nil:
-		return fmt.Errorf("store: token index: %w", err)
-	case string(v) == id:
-		return nil
-	}
-	return t.kv.set(k, []byte(id))
-}
+// Token index: a token leads to the payment that has it. Tokens are only
+// ever added to a payment, and a token already in the stored version was
+// indexed when that version was written, so only new ones are written. A
+// new token that names another payment moves to this one: transaction
+// tokens are random and never collide, but a PSP idempotency key is shared
+// on purpose by the payments of one platform call's repeated attempts (an
+// authorization declined, then tried again), and it must lead to the newest
+// of them. An older payment rewritten later does not take it back.
 
 func (t *tx) PaymentIDByToken(token string) (string, error) {
 	if token == "" {

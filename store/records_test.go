@@ -80,6 +80,18 @@ func TestSharedTokenResolvesToNewestPayment(t *testing.T) {
 	p := newPayment("pay2")
 	p.Txs[0].PSPKey = "psp-pay1"
 	put(t, s, p)
+	// The older payment changing later (a reconcile, a late PSP answer)
+	// does not take the key back.
+	if err := s.Update(context.Background(), func(tx payment.Tx) error {
+		old, err := tx.Payment("pay1")
+		if err != nil {
+			return err
+		}
+		old.Status = payment.StatusRefused
+		return tx.PutPayment(old)
+	}); err != nil {
+		t.Fatal(err)
+	}
 	err := s.View(context.Background(), func(tx payment.Tx) error {
 		id, err := tx.PaymentIDByToken("psp-pay1")
 		if err != nil || id != "pay2" {
