@@ -35,8 +35,8 @@ import (
 const (
 	// maxBatch bounds how many Updates share a commit.
 	maxBatch = 128
-	// maxBatchBytes keeps a batch well inside the size Badger accepts for
-	// one transaction (15% of the memtable: about 1.2 MiB with 8 MiB
+	// maxBatchBytes keeps a batch inside the size Badger accepts for one
+	// transaction (15% of the memtable: about 600 KiB with 4 MiB
 	// memtables), counting Badger's per-entry overhead generously. An
 	// Update larger than this on its own is committed alone.
 	maxBatchBytes = 512 << 10

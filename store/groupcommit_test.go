@@ -155,7 +155,7 @@ func TestGroupCommitOversizedUpdateWritesNothing(t *testing.T) {
 			p := newPayment(fmt.Sprint("s", i))
 			if i == 25 {
 				// ~20,000 token index entries: over the entries Badger
-				// allows one transaction with 8 MiB memtables.
+				// allows one transaction with 4 MiB memtables.
 				for n := range 20000 {
 					tx := *p.Txs[0]
 					tx.ID, tx.Token = fmt.Sprint("s25-t", n), fmt.Sprint("tok-s25-", n)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"go.uber.org/zap"
 
 	"github.com/paybridge/caddy-paybridge/payment"
@@ -125,37 +126,54 @@ func Open(opts Options) (*Store, error) {
 // badgerOptions sizes Badger for a plugin inside a web server, not a
 // database server: a payment gateway writes a few small records per
 // request, so the defaults (64 MiB memtables x5, a 256 MiB block cache,
-// 1 GiB value-log files) would be mostly idle memory and disk.
+// 1 GiB value-log files) would be mostly idle memory and disk. Each choice
+// below was measured with the load benchmark; see bench/RESULTS.md ("Store
+// footprint" and "Session 5").
 func badgerOptions(dir string, log *zap.Logger) badger.Options {
 	opts := badger.DefaultOptions(dir).
 		// A commit is acknowledged to a platform as done: it must survive
 		// a crash or power loss, so every commit is fsynced.
 		WithSyncWrites(true).
-		// Two 8 MiB memtables bound write-buffer memory to 16 MiB. This
-		// also caps one transaction at about 1.2 MiB (15% of a memtable),
-		// far above what one payment update writes.
-		WithMemTableSize(8 << 20).
+		// Two 4 MiB memtables bound write-buffer memory to about 10 MiB
+		// of arenas; the table built from a full memtable (its builder
+		// holds it all in memory) is 4 MiB rather than 8. This also caps
+		// one transaction at about 600 KiB (15% of a memtable), above
+		// what group commit puts in one (maxBatchBytes).
+		WithMemTableSize(4 << 20).
 		WithNumMemtables(2).
-		// Payments are read back soon after they are written, mostly
-		// from the memtables; small caches suffice. A non-zero index
-		// cache also keeps table indexes out of resident memory.
-		WithBlockCacheSize(8 << 20).
+		// Tables are not compressed (below), so there are no decompressed
+		// blocks worth caching: a block is read straight from the table's
+		// mapping. A non-zero index cache keeps table indexes out of
+		// resident memory.
+		WithBlockCacheSize(0).
 		WithIndexCacheSize(4 << 20).
-		// Smaller value-log files let GC reclaim space in smaller steps.
-		WithValueLogFileSize(64 << 20).
+		// With SyncWrites, Badger msyncs the current value-log file's
+		// whole mapping (twice the file size) on every commit, even when
+		// nothing went to the value log: with 64 MiB files that walk of a
+		// 128 MiB mapping was about a tenth of Caddy's CPU in the sync
+		// benchmark. Values rarely go there (see ValueThreshold), so the
+		// smallest file Badger allows costs nothing.
+		WithValueLogFileSize(1 << 20).
 		// Values stay in the LSM tree unless they are unusually large. A
 		// payment is rewritten several times in its life (begin and finish
 		// of each operation); in the value log every version stayed on
 		// disk until value-log GC, about 6.5 KB a payment, while compaction
-		// keeps only the newest version, compressed. Measured in
-		// bench/RESULTS.md ("Store footprint").
+		// keeps only the newest version.
 		WithValueThreshold(64 << 10).
-		// Every SSTable is at most 2 MiB, at every level. A table builder
-		// holds its whole table in memory, and Badger keeps up to eight
-		// spent builders' buffers for reuse; with the default doubling per
+		// Every SSTable is at most 1 MiB, at every level. A table builder
+		// holds its whole table in memory, Badger runs several builders
+		// at once during a compaction and keeps up to eight spent
+		// builders' buffers for reuse; with the default doubling per
 		// level those buffers grew with the store (460 MiB of heap at
-		// 200,000 payments). See bench/RESULTS.md ("Store footprint").
-		WithBaseTableSize(2 << 20).
+		// 200,000 payments).
+		WithBaseTableSize(1 << 20).
+		// Compressing each block allocates its compressed copy from the
+		// builder's buffers: 152 MiB of the 241 MiB of Go heap held by
+		// Badger during a growth run at 100,000 payments. Uncompressed,
+		// the store takes about 4 KB of disk a payment instead of 2.5 KB,
+		// and Caddy's anonymous memory at 100,000 payments fell from 405
+		// to 171 MiB.
+		WithCompression(options.None).
 		// Two is Badger's minimum for L0 to keep up; more would only
 		// compete with request handling for CPU.
 		WithNumCompactors(2).
