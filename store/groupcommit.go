@@ -63,9 +63,6 @@ func (s *Store) Update(ctx context.Context, fn func(payment.Tx) error) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if s.db.IsClosed() {
-			return badger.ErrDBClosed
-		}
 		r, err := s.prepare(fn)
 		if err != nil || r == nil {
 			return err
@@ -86,6 +83,10 @@ func (s *Store) Update(ctx context.Context, fn func(payment.Tx) error) error {
 // prepare runs fn on a snapshot. It returns nil and no error when fn wrote
 // nothing: there is nothing to commit.
 func (s *Store) prepare(fn func(payment.Tx) error) (*commitReq, error) {
+	if err := s.acquire(); err != nil {
+		return nil, err
+	}
+	defer s.release()
 	snap := s.db.NewTransaction(false)
 	defer snap.Discard()
 	rec := newRecorder(snap)

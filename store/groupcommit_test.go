@@ -257,3 +257,48 @@ func TestGroupCommitSeesWritesOutsideTheBatcher(t *testing.T) {
 		t.Errorf("captured %d, want 600: the outside write was lost", got)
 	}
 }
+
+// Closing while Updates and Views are running answers each of them with
+// its result or ErrDBClosed: none reaches Badger after it closed (Badger
+// would panic or fail obscurely), and none is left waiting.
+func TestCloseWhileBusy(t *testing.T) {
+	s, err := Open(Options{Dir: t.TempDir(), GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var done atomic.Int64
+	errs := make(chan error, 1000)
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				id := fmt.Sprint("busy", w, "-", i)
+				err := s.Update(context.Background(), func(tx payment.Tx) error { return tx.PutPayment(newPayment(id)) })
+				if err == nil {
+					err = s.View(context.Background(), func(tx payment.Tx) error { _, err := tx.Payment(id); return err })
+				}
+				if err != nil {
+					if !errors.Is(err, badger.ErrDBClosed) {
+						errs <- err
+					}
+					return
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("during Close: %v", err)
+	}
+	if done.Load() == 0 {
+		t.Fatal("no update finished before Close: the test measured nothing")
+	}
+}

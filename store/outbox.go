@@ -187,9 +187,10 @@ func (s *Store) list(prefix []byte, limit int) ([]payment.Message, error) {
 }
 
 func (s *Store) view(fn func(*badger.Txn) error) error {
-	if s.db.IsClosed() {
-		return badger.ErrDBClosed
+	if err := s.acquire(); err != nil {
+		return err
 	}
+	defer s.release()
 	return s.db.View(fn)
 }
 

@@ -22,9 +22,10 @@ import (
 // last reference goes), and it was live both before and after the iterator
 // took its references, so it is one of the tables the iterator holds.
 func (s *Store) releaseMapped() (int64, error) {
-	if s.db.IsClosed() {
+	if err := s.acquire(); err != nil {
 		return 0, nil
 	}
+	defer s.release()
 	before := tableIDs(s.db)
 	txn := s.db.NewTransaction(false)
 	defer txn.Discard()

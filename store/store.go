@@ -59,8 +59,12 @@ type Store struct {
 	mappedDir   string
 	releaseDone chan struct{}
 
-	stopGC    chan struct{}
-	gcDone    chan struct{}
+	stopGC chan struct{}
+	gcDone chan struct{}
+	// Readers and Updates' functions use Badger outside the batcher;
+	// Close waits for them (see acquire).
+	users     atomic.Int64
+	shut      atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -191,6 +195,7 @@ func (s *Store) Close() error {
 		close(s.closing)
 		<-s.batcherDone
 		<-s.releaseDone
+		s.shutOut()
 		if s.stopGC != nil {
 			close(s.stopGC)
 			<-s.gcDone
@@ -214,4 +219,29 @@ func mappedPath(dir string) string {
 		return real
 	}
 	return abs
+}
+
+// acquire lets the caller use Badger until release, or refuses once Close
+// has begun: Badger does not refuse work on a closed database, it fails
+// later, or panics. It never blocks, so a View inside an Update's function
+// is fine.
+func (s *Store) acquire() error {
+	s.users.Add(1)
+	if s.shut.Load() {
+		s.users.Add(-1)
+		return badger.ErrDBClosed
+	}
+	return nil
+}
+
+func (s *Store) release() { s.users.Add(-1) }
+
+// shutOut refuses new users and waits for the current ones. With both sides
+// using sequentially consistent atomics, a user either sees shut and backs
+// out, or is counted before Close looks.
+func (s *Store) shutOut() {
+	s.shut.Store(true)
+	for s.users.Load() > 0 {
+		time.Sleep(time.Millisecond)
+	}
 }

@@ -21,9 +21,10 @@ func (s *Store) View(ctx context.Context, fn func(payment.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if s.db.IsClosed() {
-		return badger.ErrDBClosed
+	if err := s.acquire(); err != nil {
+		return err
 	}
+	defer s.release()
 	txn := s.db.NewTransaction(false)
 	defer txn.Discard()
 	return fn(&tx{s: s, kv: txnKV{txn}, readOnly: true})
@@ -34,11 +35,6 @@ func (s *Store) update(ctx context.Context, fn func(*badger.Txn) error) error {
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return err
-		}
-		// Badger does not refuse transactions on a closed DB; it would
-		// fail later with a less helpful error.
-		if s.db.IsClosed() {
-			return badger.ErrDBClosed
 		}
 		err := s.try(fn)
 		if !errors.Is(err, errConflict) {
@@ -58,6 +54,10 @@ func (s *Store) update(ctx context.Context, fn func(*badger.Txn) error) error {
 var errConflict = errors.New("store: commit conflict")
 
 func (s *Store) try(fn func(*badger.Txn) error) error {
+	if err := s.acquire(); err != nil {
+		return err
+	}
+	defer s.release()
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
 	if err := fn(txn); err != nil {
