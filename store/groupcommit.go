@@ -43,9 +43,6 @@ const (
 	entryOverhead = 64
 )
 
-// errStale means an Update's snapshot is out of date: run it again.
-var errStale = errors.New("store: read set changed before commit")
-
 type commitReq struct {
 	reads    []readVersion
 	writes   []write
@@ -59,25 +56,13 @@ type commitReq struct {
 // before the commit, fn runs again on fresh data. An error from fn is
 // returned as is and nothing is written.
 func (s *Store) Update(ctx context.Context, fn func(payment.Tx) error) error {
-	for attempt := 1; ; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	return retryConflicts(ctx, func() error {
 		r, err := s.prepare(fn)
 		if err != nil || r == nil {
 			return err
 		}
-		err = s.commit(r)
-		if !errors.Is(err, errStale) {
-			return err
-		}
-		if attempt == maxAttempts {
-			return fmt.Errorf("store: giving up after %d conflicting attempts: %w", attempt, badger.ErrConflict)
-		}
-		if err := backoff(ctx, attempt); err != nil {
-			return err
-		}
-	}
+		return s.commit(r)
+	})
 }
 
 // prepare runs fn on a snapshot. It returns nil and no error when fn wrote
@@ -129,19 +114,30 @@ func (s *Store) commit(r *commitReq) error {
 	}
 }
 
-// backoff pauses before attempt+1. Writers that just collided would likely
-// collide again if they retried in lockstep; a random pause, growing with
-// contention, spreads them out. A commit takes about one fsync, so a few
-// hundred microseconds is the right scale.
-func backoff(ctx context.Context, attempt int) error {
-	pause := time.Duration(rand.Int64N(int64(min(attempt, 20)) * int64(100*time.Microsecond)))
-	timer := time.NewTimer(pause)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return nil
+// retryConflicts runs attempt until it returns anything but errConflict,
+// at most maxAttempts times, pausing between attempts. Writers that just
+// collided would likely collide again if they retried in lockstep; a random
+// pause, growing with contention, spreads them out. A commit takes about
+// one fsync, so a few hundred microseconds is the right scale.
+func retryConflicts(ctx context.Context, attempt func() error) error {
+	for n := 1; ; n++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := attempt()
+		if !errors.Is(err, errConflict) {
+			return err
+		}
+		if n == maxAttempts {
+			return fmt.Errorf("store: giving up after %d conflicting attempts: %w", n, badger.ErrConflict)
+		}
+		pause := time.NewTimer(time.Duration(rand.Int64N(int64(min(n, 20)) * int64(100*time.Microsecond))))
+		select {
+		case <-ctx.Done():
+			pause.Stop()
+			return ctx.Err()
+		case <-pause.C:
+		}
 	}
 }
 
@@ -218,7 +214,7 @@ func (s *Store) commitSome(batch []*commitReq) (rest []*commitReq) {
 			// is its answer, and nothing of it was written.
 			if len(joined) > 0 {
 				for _, j := range joined {
-					j.done <- errStale
+					j.done <- errConflict
 				}
 				return batch[i:]
 			}
@@ -246,7 +242,7 @@ func (s *Store) commitSome(batch []*commitReq) (rest []*commitReq) {
 	case errors.Is(err, badger.ErrConflict):
 		// A write outside the batcher changed something the batch
 		// read: every Update runs again on fresh data.
-		err = errStale
+		err = errConflict
 	default:
 		err = fmt.Errorf("store: commit: %w", err)
 	}
@@ -263,7 +259,7 @@ func (s *Store) commitSome(batch []*commitReq) (rest []*commitReq) {
 func validate(txn *badger.Txn, written map[string]struct{}, reads []readVersion) error {
 	for _, rv := range reads {
 		if _, ok := written[rv.key]; ok {
-			return errStale
+			return errConflict
 		}
 		var version uint64
 		item, err := txn.Get([]byte(rv.key))
@@ -275,7 +271,7 @@ func validate(txn *badger.Txn, written map[string]struct{}, reads []readVersion)
 			return fmt.Errorf("store: commit: %w", err)
 		}
 		if version != rv.version {
-			return errStale
+			return errConflict
 		}
 	}
 	return nil

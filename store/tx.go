@@ -32,25 +32,12 @@ func (s *Store) View(ctx context.Context, fn func(payment.Tx) error) error {
 
 // update runs fn in a read-write transaction, again on conflict.
 func (s *Store) update(ctx context.Context, fn func(*badger.Txn) error) error {
-	for attempt := 1; ; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		err := s.try(fn)
-		if !errors.Is(err, errConflict) {
-			return err
-		}
-		if attempt == maxAttempts {
-			return fmt.Errorf("store: giving up after %d conflicting attempts: %w", attempt, badger.ErrConflict)
-		}
-		if err := backoff(ctx, attempt); err != nil {
-			return err
-		}
-	}
+	return retryConflicts(ctx, func() error { return s.try(fn) })
 }
 
-// errConflict marks a commit conflict, as opposed to an error of fn's that
-// happens to wrap badger.ErrConflict and must not be retried.
+// errConflict marks a commit conflict (Badger's, or the batcher finding an
+// Update's reads out of date), as opposed to an error of fn's that happens
+// to wrap badger.ErrConflict and must not be retried.
 var errConflict = errors.New("store: commit conflict")
 
 func (s *Store) try(fn func(*badger.Txn) error) error {
