@@ -28,9 +28,8 @@ import (
 // writes is durable.
 //
 // An earlier version ran each Update's function inside the batcher, on the
-// batch's transaction. That was simpler but made the batcher a single-core
-// bottleneck: about 40% of Caddy's CPU in the sync benchmark ran there while
-// the rest of the machine waited on it.
+// batch's transaction. That was simpler but made all that work serial:
+// about 40% of Caddy's CPU in the sync benchmark ran on that one goroutine.
 
 const (
 	// maxBatch bounds how many Updates share a commit.
