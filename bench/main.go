@@ -31,6 +31,7 @@ type config struct {
 	payments    []int
 	window      time.Duration
 	growTimeout time.Duration
+	rest        time.Duration
 	warmup      time.Duration
 	keep        bool
 	caddyBin    string
@@ -50,6 +51,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&payments, "payments", "1000,100000", "-mode growth: store sizes (payments) to measure at, comma-separated")
 	fs.DurationVar(&c.window, "window", 10*time.Second, "-mode growth: length of the throughput window at each size")
 	fs.DurationVar(&c.growTimeout, "grow-timeout", 30*time.Minute, "-mode growth: cap on growing the store to one size")
+	fs.DurationVar(&c.rest, "rest", 0, "-mode growth: after the last window, leave Caddy idle this long and report its RSS at rest")
 	fs.DurationVar(&c.warmup, "warmup", 2*time.Second, "unmeasured GET /respond load before the first phase (opens the connections)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the temporary directory (Caddy binary, Caddyfile, log, storage)")
 	fs.StringVar(&c.caddyBin, "caddy", "", "use this Caddy binary instead of building ./cmd/caddy")
@@ -64,7 +66,7 @@ func parseFlags(args []string) (config, error) {
 	default:
 		return c, fmt.Errorf("-mode must be sync, async, latency or growth, not %q", c.mode)
 	}
-	if c.duration <= 0 || c.window <= 0 || c.growTimeout <= 0 || c.warmup < 0 || c.asyncDelay < 0 || c.reconcile <= 0 || c.asyncRate < 0 || c.pacedRate < 0 {
+	if c.duration <= 0 || c.window <= 0 || c.growTimeout <= 0 || c.warmup < 0 || c.asyncDelay < 0 || c.reconcile <= 0 || c.asyncRate < 0 || c.pacedRate < 0 || c.rest < 0 {
 		return c, errors.New("durations must be positive")
 	}
 	if c.concurrency < 1 || c.concurrency > 4096 {

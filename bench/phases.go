@@ -504,17 +504,56 @@ func (b *bench) runGrowth(ctx context.Context) error {
 			break
 		}
 	}
+	rest := b.atRest(ctx)
 	resUse, err := b.finishCaddy()
 	if err != nil {
 		return err
 	}
 	rep := newReport(b, "growth")
 	rep.growthTable(steps)
+	if len(steps) > 0 {
+		rep.restTable(rest, steps[len(steps)-1].after)
+	}
 	rep.resources(resUse)
 	rep.errorSamples("grow", "window", "warmup")
 	rep.growthSummary(steps, resUse)
 	rep.print()
 	return nil
+}
+
+// restSample is Caddy's memory some time after the load stopped.
+type restSample struct {
+	after      time.Duration
+	rss        int64
+	anon, file int64
+}
+
+// atRest samples Caddy's RSS while it sits idle for -rest after the last
+// window: under load, RSS includes the heap's headroom and the table pages
+// a compaction touched, which an idle Caddy gives back (the Go runtime
+// forces a GC after 2 minutes without one, then returns free memory).
+func (b *bench) atRest(ctx context.Context) []restSample {
+	if b.cfg.rest <= 0 {
+		return nil
+	}
+	logf("growth: leaving Caddy idle for %s", b.cfg.rest)
+	var out []restSample
+	start := time.Now()
+	for _, at := range []time.Duration{5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 150 * time.Second, 3 * time.Minute, 5 * time.Minute} {
+		if at > b.cfg.rest {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return out
+		case <-time.After(time.Until(start.Add(at))):
+		}
+		rss, _, _ := b.caddy.rss.now()
+		anon, file := rssParts(b.caddy.pid())
+		out = append(out, restSample{after: at, rss: rss, anon: anon, file: file})
+		logf("  at rest for %s: RSS %s (anon %s, file %s)", at, fmtBytes(rss), fmtBytes(anon), fmtBytes(file))
+	}
+	return out
 }
 
 // minMemAvailable protects a shared machine: growing stops when less memory

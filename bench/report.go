@@ -201,6 +201,23 @@ func (r *report) growthTable(steps []growthStep) {
 
 // growthSummary compares the largest size with the smallest. "Flat" is
 // within ±20%, a threshold this tool states, not one from the issue.
+func (r *report) restTable(samples []restSample, payments int64) {
+	if len(samples) == 0 {
+		return
+	}
+	last := samples[len(samples)-1]
+	r.f("- at rest after %d payments: RSS %s after %s idle", payments, fmtBytes(last.rss), last.after)
+	if payments >= 1_000_000 {
+		r.f("; target RSS < 150 MiB: %s", verdict(last.rss < 150<<20))
+	}
+	r.f("\n\n")
+	r.f("| Caddy idle after the last window for | VmRSS | anonymous (RssAnon) | file-backed (RssFile) |\n|---:|---:|---:|---:|\n")
+	for _, s := range samples {
+		r.f("| %s | %s | %s | %s |\n", s.after, fmtBytes(s.rss), fmtBytes(s.anon), fmtBytes(s.file))
+	}
+	r.f("\n")
+}
+
 func (r *report) growthSummary(steps []growthStep, res resources) {
 	if len(steps) == 0 {
 		return
