@@ -184,10 +184,11 @@ func parseCommerceLayer(d *caddyfile.Dispenser) (*CommerceLayerConfig, error) {
 				return nil, d.Errf("unavailable must be async or fail, not %q", c.Unavailable)
 			}
 		case "shared_secret":
-			c.SharedSecrets = append(c.SharedSecrets, d.RemainingArgs()...)
-			if len(c.SharedSecrets) == 0 {
-				return nil, d.ArgErr()
+			values, err := listArg(d)
+			if err != nil {
+				return nil, err
 			}
+			c.SharedSecrets = append(c.SharedSecrets, values...)
 		case "max_body_size":
 			n, err := sizeArg(d)
 			if err != nil {
@@ -231,6 +232,17 @@ func stringOption(d *caddyfile.Dispenser, targets map[string]*string) error {
 	}
 	*targets[opt] = v
 	return nil
+}
+
+// listArg returns the option's arguments, of which there must be at least
+// one: a repeated option (a second shared_secret during a rotation) may not
+// be empty just because an earlier line had a value.
+func listArg(d *caddyfile.Dispenser) ([]string, error) {
+	values := d.RemainingArgs()
+	if len(values) == 0 {
+		return nil, d.ArgErr()
+	}
+	return values, nil
 }
 
 // sizeArg parses a size such as 1MiB, between 1 byte and 1 GiB.

@@ -235,6 +235,9 @@ func TestConfigErrors(t *testing.T) {
 		{"shared_secret without a value", func(t *testing.T) string {
 			return clConfig(t, sandboxGW, "shared_secret\n\t\t\tcallback_url http://127.0.0.1:1/cb")
 		}, []string{"Caddyfile:14"}},
+		{"second shared_secret without a value", func(t *testing.T) string {
+			return clConfig(t, sandboxGW, "shared_secret s\n\t\t\tshared_secret\n\t\t\tcallback_url http://127.0.0.1:1/cb")
+		}, []string{"Caddyfile:15"}},
 		{"unknown subdirective", func(t *testing.T) string {
 			return clConfig(t, sandboxGW, "shared_secret s\n\t\t\tcallback_url http://127.0.0.1:1/cb\n\t\t\tbogus_option 1")
 		}, []string{"bogus_option", "Caddyfile:16"}},

@@ -235,10 +235,11 @@ func parseMagento(d *caddyfile.Dispenser) (*MagentoConfig, error) {
 				return nil, err
 			}
 		case "secret":
-			c.Secrets = append(c.Secrets, d.RemainingArgs()...)
-			if len(c.Secrets) == 0 {
-				return nil, d.ArgErr()
+			values, err := listArg(d)
+			if err != nil {
+				return nil, err
 			}
+			c.Secrets = append(c.Secrets, values...)
 		case "register":
 			if d.NextArg() {
 				return nil, d.ArgErr()

@@ -160,10 +160,11 @@ func parseOpenfront(d *caddyfile.Dispenser) (*OpenfrontConfig, error) {
 				return nil, err
 			}
 		case "api_key":
-			c.APIKeys = append(c.APIKeys, d.RemainingArgs()...)
-			if len(c.APIKeys) == 0 {
-				return nil, d.ArgErr()
+			values, err := listArg(d)
+			if err != nil {
+				return nil, err
 			}
+			c.APIKeys = append(c.APIKeys, values...)
 		case "max_body_size":
 			n, err := sizeArg(d)
 			if err != nil {
