@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"go.uber.org/zap"
 
 	"github.com/paybridge/caddy-paybridge/payment"
 )
@@ -154,5 +156,50 @@ func TestDiskUsage(t *testing.T) {
 	lsm, vlog := s.DiskUsage()
 	if vlog < 50*2000 || vlog > 32<<20 || lsm < 0 {
 		t.Errorf("DiskUsage = %d, %d", lsm, vlog)
+	}
+}
+
+// A store written by an earlier paybridge, with Badger's options of then
+// (Snappy-compressed tables, 8 MiB memtables, 64 MiB value-log files, a
+// block cache), opens with today's options and reads back every payment:
+// Badger records each table's compression in its manifest.
+func TestOpensStoreWrittenWithEarlierOptions(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(Options{Dir: dir, GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil { // writes the schema key
+		t.Fatal(err)
+	}
+	old := badgerOptions(dir, zap.NewNop()).
+		WithCompression(options.Snappy).
+		WithMemTableSize(8 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithBlockCacheSize(8 << 20).
+		WithBaseTableSize(2 << 20)
+	db, err := badger.Open(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 2000
+	for i := range n {
+		p := newPayment(fmt.Sprint("old", i))
+		if err := db.Update(func(txn *badger.Txn) error { return setJSON(txn, paymentKey(p.ID), p) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil { // flushes the memtable into a Snappy table
+		t.Fatal(err)
+	}
+	s, err = Open(Options{Dir: dir, GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range n {
+		if p := get(t, s, fmt.Sprint("old", i)); p == nil || p.Amount != 1000 {
+			t.Fatalf("payment old%d after the upgrade: %+v", i, p)
+		}
 	}
 }
