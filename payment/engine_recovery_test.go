@@ -384,3 +384,58 @@ func TestClientGoneDuringPSPCallStillRecordsOutcome(t *testing.T) {
 		t.Errorf("the PSP executed the authorization %d times: %+v", len(l), l)
 	}
 }
+
+// A refund whose answer was lost is told to the platform as failed, but
+// the PSP may have executed it: until verification says it did not, and
+// for good if it did, its amount stays reserved, so a retried refund (a
+// platform like Openfront sends no key of its own) cannot take the same
+// balance again and refund more than was captured.
+func TestRefundToldFailedKeepsItsAmountReserved(t *testing.T) {
+	h := newHarness(t)
+	a := h.authorized("a", "tok_visa_4242", 1000)
+	c := h.capture("c", a.body.Token, 1000)
+	wantStatus(t, c, 200)
+	h.loseAnswers()
+	r := h.do(payment.Request{Kind: payment.Refund, Key: "r1", Token: c.body.Token, Amount: 600,
+		Policy: payment.Policy{Deadline: 60 * time.Millisecond}})
+	wantRefusal(t, r, payment.KindUnavailable, payment.CodeGatewayUnavailable)
+	h.gw.setExecute(nil)
+	if tx := h.tx(r.body.Token); tx.State != payment.Failed || !tx.Verify {
+		t.Fatalf("tx %+v: a failure whose outcome is unknown must be verified", tx)
+	}
+	wantRefusal(t, h.refund("r2", c.body.Token, 600), payment.KindExceedsBalance, payment.CodeExceedsBalance)
+
+	h.reconcileAfter(hReconcile)
+	tx := h.tx(r.body.Token)
+	if tx.Verify || !tx.ExecutedAnyway {
+		t.Fatalf("after verifying: %+v, want it found executed at the PSP", tx)
+	}
+	wantRefusal(t, h.refund("r3", c.body.Token, 600), payment.KindExceedsBalance, payment.CodeExceedsBalance)
+	wantStatus(t, h.refund("r4", c.body.Token, 400), 200)
+	if l := h.ledgerOps("refund"); len(l) != 2 {
+		t.Errorf("%d refunds executed at the PSP, want 2 (600 lost, then 400): %+v", len(l), l)
+	}
+}
+
+// A capture whose answer was lost and that the PSP turns out not to have
+// executed (the sandbox declines every capture of tok_capture_fail)
+// releases its amount once verified.
+func TestCaptureToldFailedIsReleasedWhenNotExecuted(t *testing.T) {
+	h := newHarness(t)
+	a := h.authorized("a", "tok_capture_fail_1", 1000)
+	h.gw.setExecute(func(ctx context.Context, op payment.Operation) (payment.Result, error) {
+		return payment.Result{}, &payment.Fault{Sent: true, Err: errors.New("read timeout (test)")}
+	})
+	r := h.do(payment.Request{Kind: payment.Capture, Key: "c1", Token: a.body.Token, Amount: 1000,
+		Policy: payment.Policy{Deadline: 60 * time.Millisecond}})
+	wantRefusal(t, r, payment.KindUnavailable, payment.CodeGatewayUnavailable)
+	h.gw.setExecute(nil)
+	wantRefusal(t, h.capture("c2", a.body.Token, 1000), payment.KindExceedsBalance, payment.CodeExceedsBalance)
+	h.reconcileAfter(hReconcile)
+	if tx := h.tx(r.body.Token); tx.Verify || tx.ExecutedAnyway {
+		t.Fatalf("after verifying: %+v, want it released", tx)
+	}
+	// The balance is free again: the next capture reaches the PSP (which
+	// declines it) instead of being refused for the balance.
+	wantRefusal(t, h.capture("c3", a.body.Token, 1000), payment.KindDeclined, "capture_declined")
+}

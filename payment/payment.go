@@ -117,6 +117,10 @@ type Transaction struct {
 	// Uncertain: some attempt may have reached the PSP without an answer;
 	// if the transaction ends failed, its outcome must be verified.
 	Uncertain bool `json:"uncertain,omitempty"`
+	// ExecutedAnyway: verification found that the PSP executed this
+	// capture or refund after the platform was told it failed. The money
+	// moved, so its amount stays counted against the balance.
+	ExecutedAnyway bool `json:"executed_anyway,omitempty"`
 	// Command is the platform's command this transaction carries out, kept
 	// for the notification that answers it (opaque to the engine). A
 	// transaction with a command is notified whatever its outcome, and its

@@ -145,6 +145,7 @@ type step struct {
 	fault    error   // the PSP could not be reached
 	giveUp   string  // a code to fail with
 	verified bool    // a verification is over
+	executed bool    // it found the operation executed at the PSP
 	note     string
 }
 
@@ -176,6 +177,7 @@ func (e *Engine) work(ctx context.Context, paymentID, txID string) {
 		case t.Verify:
 			if s.verified {
 				t.Verify = false
+				t.ExecutedAnyway = s.executed
 				if s.note != "" {
 					t.Message = s.note
 				}
@@ -321,7 +323,7 @@ func (e *Engine) verify(ctx context.Context, gw Gateway, p *Payment, t *Transact
 		e.log.Error("the PSP executed an operation the platform was told had failed; reconcile it by hand",
 			zap.String("payment_id", p.ID), zap.String("tx_id", t.ID), zap.String("action", string(t.Kind)),
 			zap.Int64("amount", t.Amount), zap.String("currency", p.Currency))
-		return step{verified: true, note: "executed at the PSP after the platform was told it failed"}
+		return step{verified: true, executed: true, note: "executed at the PSP after the platform was told it failed"}
 	}
 	void := Operation{
 		Kind: Void, PaymentID: p.ID, Key: t.PSPKey + "_void", SourceToken: p.SourceToken,

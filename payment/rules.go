@@ -10,8 +10,12 @@ import (
 // transaction, and amounts of transactions still in flight count as
 // reserved, so concurrent requests cannot together exceed a balance.
 
-// live reports whether t holds (or may yet hold) its amount.
-func live(t *Transaction) bool { return t.State != Failed }
+// live reports whether t holds (or may yet hold) its amount. A failure
+// whose PSP outcome is still being verified may yet hold it, and one the
+// PSP turned out to have executed does: releasing either would let a
+// retried capture or refund (Openfront's carry no key of their own) take
+// the balance again, and the PSP move more than was authorized or captured.
+func live(t *Transaction) bool { return t.State != Failed || t.Verify || t.ExecutedAnyway }
 
 // capturable is what may still be captured: the authorized amount less
 // every capture that succeeded or is in flight.
