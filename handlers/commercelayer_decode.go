@@ -254,17 +254,23 @@ const errNotObject = jsonError("not a JSON object")
 // never pass through float64. Only a decode into interface values needs it;
 // into the structs above, json.Unmarshal already keeps amounts as the text
 // of their json.Number fields, and costs a third less.
+//
+// data must hold exactly one JSON value. Decoder.More is no test of that:
+// it looks for the start of another value, and says false before a stray
+// "}" or "]".
 func unmarshalNumbers(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	if dec.More() {
-		return jsonError("trailing data")
+	if len(bytes.TrimSpace(data[dec.InputOffset():])) > 0 {
+		return errTrailingData
 	}
 	return nil
 }
+
+const errTrailingData = jsonError("trailing data after the JSON value")
 
 // scalarString renders a JSON string or number as text ("" otherwise).
 func scalarString(raw json.RawMessage) string {

@@ -85,8 +85,7 @@ func invalidParams(field, format string, args ...any) *rpcError {
 // could be read, so an error answer can carry it.
 func decodeMagento(body []byte) (*mibCall, json.RawMessage, *rpcError) {
 	var env mibEnvelope
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&env); err != nil || dec.More() {
+	if err := json.Unmarshal(body, &env); err != nil {
 		var probe any
 		if json.Unmarshal(body, &probe) != nil {
 			return nil, nil, &rpcError{Code: rpcParseError, Message: "parse error: the body is not JSON"}

@@ -56,3 +56,16 @@ func TestDecodeMagentoNamesAreCaseSensitive(t *testing.T) {
 		}
 	}
 }
+
+// A command followed by anything but white space is not JSON: parse error.
+func TestDecodeMagentoRefusesTrailingData(t *testing.T) {
+	const cmd = `{"jsonrpc":"2.0","id":"1","method":"magento.payments.payments_management.capture","params":{"payment":{"gateway":"g","gateway_account":"a","gateway_key":"k","amount":1,"currency":"EUR"}}}`
+	for _, tail := range []string{"}", "]", " {}", "x"} {
+		if _, _, rerr := decodeMagento([]byte(cmd + tail)); rerr == nil || rerr.Code != rpcParseError {
+			t.Errorf("command + %q: %+v, want a parse error", tail, rerr)
+		}
+	}
+	if _, _, rerr := decodeMagento([]byte(cmd + "\n")); rerr != nil {
+		t.Errorf("a trailing newline refused: %+v", rerr)
+	}
+}

@@ -1,8 +1,8 @@
 package handlers
 
 import (
-	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -58,13 +58,11 @@ func problemf(format string, args ...any) *ofProblem {
 
 func decodeOpenfront(body []byte) (*ofRequest, *ofProblem) {
 	var req ofRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&req); err != nil {
+	if err := unmarshalNumbers(body, &req); err != nil {
+		if errors.Is(err, errTrailingData) {
+			return nil, problemf("the body holds more than one JSON value")
+		}
 		return nil, problemf("the body is not a JSON object of the expected shape")
-	}
-	if dec.More() {
-		return nil, problemf("the body holds more than one JSON value")
 	}
 	return &req, nil
 }

@@ -140,6 +140,15 @@ func TestOpenfrontDecodeRefusesTrailingData(t *testing.T) {
 	if _, p := decodeOpenfront([]byte(`{"paymentId":"a"} {"paymentId":"b"}`)); p == nil {
 		t.Fatal("two JSON values accepted")
 	}
+	// Decoder.More says false before these: they must be refused anyway.
+	for _, body := range []string{`{"paymentId":"a"}}`, `{"paymentId":"a"}]`, `{"paymentId":"a"} x`} {
+		if _, p := decodeOpenfront([]byte(body)); p == nil {
+			t.Errorf("%s accepted", body)
+		}
+	}
+	if _, p := decodeOpenfront([]byte(" {\"paymentId\":\"a\"}\n")); p != nil {
+		t.Errorf("white space around the value refused: %s", p.msg)
+	}
 }
 
 func signedEvent(t *testing.T, ev pspEvent, secret string, at time.Time) (json.RawMessage, string) {
