@@ -398,6 +398,14 @@ func TestMagentoDuplicatesRunOnce(t *testing.T) {
 		t.Fatalf("ledger %v: want 2 captures", ops)
 	}
 	ledgerKeysUnique(t, readLedger(t, e.ledger))
+	// A command the rules refuse (a refund of a payment nothing was
+	// captured from), sent again: one failure notification, both accepted.
+	refused := mibPayment("tok_visa_dup3", "4.00", "EUR", "op-dup-refund")
+	for range 2 {
+		e.accepted("refund", refused)
+	}
+	e.waitNotification("op-dup-refund", "notify_refund_failed")
+	e.exactlyOne("op-dup-refund")
 }
 
 func TestMagentoOutageEndsInDelivery(t *testing.T) {

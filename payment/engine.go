@@ -233,6 +233,11 @@ func (e *Engine) do(ctx context.Context, req Request, render Render) (Answer, Ve
 		out := Verdict{Payment: p, Tx: noop, Err: rerr}
 		if noop != nil {
 			ans := render(out)
+			if req.Command != nil {
+				// settleCommand already recorded it, done, in begin's
+				// store transaction, with its notification.
+				return ans, out, nil
+			}
 			return ans, out, e.remember(ctx, req.Key, p, noop, ans)
 		}
 		return render(out), out, nil
