@@ -408,6 +408,28 @@ func TestMagentoDuplicatesRunOnce(t *testing.T) {
 	e.exactlyOne("op-dup-refund")
 }
 
+// OMS never says how much the storefront authorized: a first partial
+// capture, or a first validate of 0, must not become the limit of the
+// captures after it (the PSP bounds them).
+func TestMagentoAdoptedAuthorizationIsNotBoundedByTheFirstCommand(t *testing.T) {
+	e := newMibEnv(t, "")
+	e.accepted("capture", mibPayment("tok_visa_split", "30.00", "EUR", "op-split-1"))
+	e.waitNotification("op-split-1", "notify_captured")
+	e.accepted("capture", mibPayment("tok_visa_split", "70.00", "EUR", "op-split-2"))
+	e.waitNotification("op-split-2", "notify_captured")
+
+	e.accepted("validate", mibPayment("tok_visa_zero", "0", "EUR", "op-zero-validate"))
+	e.waitNotification("op-zero-validate", "notify_validated")
+	e.accepted("capture", mibPayment("tok_visa_zero", "25.00", "EUR", "op-zero-capture"))
+	e.waitNotification("op-zero-capture", "notify_captured")
+	// Refunds stay bounded by what was captured (a refund is taken from
+	// one capture): 70.00 fits the second capture, 31.00 fits neither.
+	e.accepted("refund", mibPayment("tok_visa_split", "70.00", "EUR", "op-split-refund"))
+	e.waitNotification("op-split-refund", "notify_refunded")
+	e.accepted("refund", mibPayment("tok_visa_split", "31.00", "EUR", "op-split-refund-2"))
+	e.waitNotification("op-split-refund-2", "notify_refund_failed")
+}
+
 func TestMagentoOutageEndsInDelivery(t *testing.T) {
 	e := newMibEnv(t, "")
 	// tok_outage: the PSP is unreachable for 600ms after the operation was

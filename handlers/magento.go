@@ -103,9 +103,16 @@ func (h *Magento) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // recognised by its key and not carried out again.
 func (h *Magento) accept(ctx context.Context, engine *payment.Engine, c *mibCall) error {
 	p := &c.payment
+	kind := mibCommands[c.command]
+	// A validation's amount is the authorization's; any other command's
+	// may be a part of it (a partial capture, a refund).
+	var authorized int64
+	if kind == payment.Validate || kind == payment.Revalidate {
+		authorized = c.amount
+	}
 	paymentID, authToken, refusal, err := engine.AdoptAuthorization(ctx, payment.ExternalAuthorization{
 		Platform: PlatformMagento, Handler: h.Name, Gateway: h.Gateway, GatewayKey: p.GatewayKey,
-		Amount: c.amount, Currency: p.Currency, Purchase: payment.Purchase{OrderID: p.OrderID},
+		Amount: authorized, Currency: p.Currency, Purchase: payment.Purchase{OrderID: p.OrderID},
 	})
 	if err != nil {
 		return err
@@ -116,7 +123,6 @@ func (h *Magento) accept(ctx context.Context, engine *payment.Engine, c *mibCall
 		return refusal
 	}
 	token := authToken
-	kind := mibCommands[c.command]
 	if kind == payment.Refund {
 		token = h.refundTarget(ctx, engine, paymentID, c.amount, authToken)
 	}

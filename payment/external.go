@@ -4,14 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // External authorizations. Magento OMS never asks the gateway to authorize:
 // the storefront did, and OMS's commands name the payment by the PSP's
 // gateway key. The first command for a key makes paybridge adopt that
-// authorization, for the command's amount, as a Payment whose authorize
-// transaction succeeded without paybridge executing it; later commands act
-// on it like on any other.
+// authorization as a Payment whose authorize transaction succeeded without
+// paybridge executing it; later commands act on it like on any other. Only
+// a validation states the authorized amount; a first capture may be partial.
+// So the platform passes Amount 0 (unknown) unless it knows it, and then
+// the PSP, not paybridge, bounds the captures (see capturable). Refunds are
+// still bounded by the captures paybridge made.
 
 // ExternalAuthorization names an authorization made outside paybridge.
 type ExternalAuthorization struct {
@@ -21,15 +25,27 @@ type ExternalAuthorization struct {
 	// GatewayKey is the PSP's reference of the authorization; it is also
 	// the payment source the PSP is asked to act on.
 	GatewayKey string
-	Amount     int64
-	Currency   string
-	Purchase   Purchase
+	// Amount is the authorized amount, or 0 if the platform does not know
+	// it.
+	Amount   int64
+	Currency string
+	Purchase Purchase
 }
 
 // externalKey is the index token of an adopted authorization: one per
-// handler and gateway key.
+// handler and gateway key. It is also the PSP key of the adopted authorize
+// transaction, which is how authorizedElsewhere knows one.
 func externalKey(handler, gatewayKey string) string {
-	return "ext|" + handler + "|" + gatewayKey
+	return externalPrefix + handler + "|" + gatewayKey
+}
+
+const externalPrefix = "ext|"
+
+// authorizedElsewhere reports whether p's authorization was adopted: made
+// outside paybridge, for an amount paybridge does not know.
+func (p *Payment) authorizedElsewhere() bool {
+	auth := p.Authorization()
+	return auth != nil && strings.HasPrefix(auth.PSPKey, externalPrefix)
 }
 
 // AdoptAuthorization returns the authorization token of the payment that

@@ -2,6 +2,7 @@ package payment
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -18,8 +19,14 @@ import (
 func live(t *Transaction) bool { return t.State != Failed || t.Verify || t.ExecutedAnyway }
 
 // capturable is what may still be captured: the authorized amount less
-// every capture that succeeded or is in flight.
+// every capture that succeeded or is in flight. Of an authorization made
+// elsewhere whose amount no command stated, paybridge sets no bound: the
+// PSP refuses a capture beyond the authorization, and that refusal is the
+// answer.
 func (p *Payment) capturable() int64 {
+	if p.authorizedElsewhere() && p.Authorized == 0 {
+		return math.MaxInt64
+	}
 	left := p.Authorized
 	for _, t := range p.Txs {
 		if t.Kind == Capture && live(t) {
