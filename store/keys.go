@@ -15,9 +15,9 @@ import (
 //
 //	meta/schema                      schemaVersion, written on a new DB
 //	seq/outbox                       Badger sequence lease for Message.Seq
-//	p/<payment id>                   JSON payment.Payment
+//	p/<payment id>                   payment.Payment (encoding.go)
 //	t/<token>                        payment id; every token of Payment.Tokens()
-//	i/<sha256(idempotency key)>      JSON payment.IdempotencyRecord
+//	i/<sha256(idempotency key)>      payment.IdempotencyRecord (encoding.go)
 //	q/<payment id>                   empty; present iff Payment.Open()
 //	o/<kind>\x00<target>\x00<payment id>\x00<seq>
 //	                                 JSON payment.Message, live
@@ -33,7 +33,12 @@ import (
 // them long; Badger keys are kept in the LSM tree and its caches.
 //
 // Changing any of this means bumping schemaVersion.
-const schemaVersion = "1"
+const schemaVersion = "2"
+
+// schemaVersionJSON is the layout above with payments and idempotency
+// records in JSON. This build reads those values, so it opens such a store
+// and stamps it with schemaVersion.
+const schemaVersionJSON = "1"
 
 var (
 	keySchema = []byte("meta/schema")

@@ -38,9 +38,10 @@ func indexedOf(p *payment.Payment) indexedPayment {
 
 var errReadOnly = errors.New("store: write in a View transaction")
 
-// get reads k through the transaction, which both sees the transaction's
-// own writes and records the read for conflict detection.
-func (t *tx) get(k []byte, v any) error {
+// readValue reads k through the transaction, which both sees the transaction's
+// own writes and records the read for conflict detection, and decodes it
+// with decode.
+func readValue[T any](t *tx, k []byte, v *T, decode func([]byte, *T) error) error {
 	b, err := t.kv.get(k)
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return payment.ErrNotFound
@@ -48,26 +49,28 @@ func (t *tx) get(k []byte, v any) error {
 	if err != nil {
 		return err
 	}
-	return json.Unmarshal(b, v)
+	return decode(b, v)
 }
 
-func (t *tx) put(k []byte, v any) error {
+func writeValue[T any](t *tx, k []byte, v *T, encode func(*T) ([]byte, error)) error {
 	if t.readOnly {
 		return errReadOnly
 	}
-	b, err := json.Marshal(v)
+	b, err := encode(v)
 	if err != nil {
 		return err
 	}
 	return t.kv.set(k, b)
 }
 
+func encodeJSON[T any](v *T) ([]byte, error) { return json.Marshal(v) }
+
 func (t *tx) Payment(id string) (*payment.Payment, error) {
 	if id == "" {
 		return nil, payment.ErrNotFound
 	}
 	p := new(payment.Payment)
-	if err := t.get(paymentKey(id), p); err != nil {
+	if err := readValue(t, paymentKey(id), p, decodePayment); err != nil {
 		if errors.Is(err, payment.ErrNotFound) {
 			return nil, err
 		}
@@ -91,7 +94,7 @@ func (t *tx) PutPayment(p *payment.Payment) error {
 	if p.ID == "" {
 		return errors.New("store: payment without id")
 	}
-	if err := t.put(paymentKey(p.ID), p); err != nil {
+	if err := writeValue(t, paymentKey(p.ID), p, encodePayment); err != nil {
 		return fmt.Errorf("store: payment %s: %w", p.ID, err)
 	}
 	prev, known := t.indexed[p.ID]
@@ -146,7 +149,7 @@ func (t *tx) PaymentIDByToken(token string) (string, error) {
 
 func (t *tx) Idempotency(key string) (*payment.IdempotencyRecord, error) {
 	r := new(payment.IdempotencyRecord)
-	if err := t.get(idempotencyKey(key), r); err != nil {
+	if err := readValue(t, idempotencyKey(key), r, decodeIdempotency); err != nil {
 		if errors.Is(err, payment.ErrNotFound) {
 			return nil, err
 		}
@@ -159,7 +162,7 @@ func (t *tx) PutIdempotency(r *payment.IdempotencyRecord) error {
 	if r.Key == "" {
 		return errors.New("store: idempotency record without key")
 	}
-	if err := t.put(idempotencyKey(r.Key), r); err != nil {
+	if err := writeValue(t, idempotencyKey(r.Key), r, encodeIdempotency); err != nil {
 		return fmt.Errorf("store: idempotency record: %w", err)
 	}
 	return nil
@@ -184,7 +187,7 @@ func (t *tx) Enqueue(m *payment.Message) error {
 		return err
 	}
 	m.Seq = seq
-	if err := t.put(outboxKey(m), m); err != nil {
+	if err := writeValue(t, outboxKey(m), m, encodeJSON); err != nil {
 		return fmt.Errorf("store: enqueue: %w", err)
 	}
 	t.enqueued = true

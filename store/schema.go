@@ -7,9 +7,9 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// checkSchema stamps a new database with schemaVersion and refuses one with
-// another version: reading a layout this build does not know could
-// silently lose payments or deliver messages twice.
+// checkSchema stamps a new database with schemaVersion, upgrades one of
+// schemaVersionJSON, and refuses any other: reading a layout this build does
+// not know could silently lose payments or deliver messages twice.
 func checkSchema(db *badger.DB, dir string) error {
 	return db.Update(func(txn *badger.Txn) error {
 		item, err := txn.Get(keySchema)
@@ -26,10 +26,16 @@ func checkSchema(db *badger.DB, dir string) error {
 		if err != nil {
 			return fmt.Errorf("store: reading schema version: %w", err)
 		}
-		if string(v) != schemaVersion {
-			return fmt.Errorf("storage %s has schema version %q but this build only knows %q (was it written by a newer paybridge?)", dir, v, schemaVersion)
+		switch string(v) {
+		case schemaVersion:
+			return nil
+		case schemaVersionJSON:
+			// Its JSON values are still read. The new stamp keeps builds
+			// that only read JSON away from the binary values this one
+			// writes.
+			return txn.Set(keySchema, []byte(schemaVersion))
 		}
-		return nil
+		return fmt.Errorf("storage %s has schema version %q but this build only knows %q and %q (was it written by a newer paybridge?)", dir, v, schemaVersionJSON, schemaVersion)
 	})
 }
 
