@@ -71,13 +71,47 @@ func invalid(msg string) *payment.Error {
 	return &payment.Error{Kind: payment.KindInvalidRequest, Code: payment.CodeInvalidRequest, Message: msg}
 }
 
+func errOrderAttributes() *payment.Error {
+	return invalid("the included order's attributes are malformed")
+}
+
 func invalidAmount(msg string) *payment.Error {
 	return &payment.Error{Kind: payment.KindInvalidAmount, Code: payment.CodeInvalidAmount, Message: msg}
 }
 
+// clDoc is what decoding needs from a Commerce Layer document: the data
+// resource, its attributes both as fields and as the digest of their
+// canonical form, and the order the request is for.
+type clDoc struct {
+	dataID, dataType string
+	attrs            clAttributes
+	attrsOK          bool   // present, and decoded into attrs
+	attrsDigest      string // hex SHA-256 of the canonical attributes; "" if they are not an object
+	order            *clOrderAttributes
+	orderID          string
+	orderErr         *payment.Error // why there is no order
+}
+
 // decodeCommerceLayer decodes a request for action. Errors name the field at
 // fault but never echo its value (it may be a token).
+//
+// Most documents go through scanCommerceLayer, a single pass; any document
+// it is not certain about is parsed with encoding/json instead, which is
+// the reference for what a document means (FuzzCommerceLayerScan holds
+// them to the same results).
 func decodeCommerceLayer(action string, body []byte) (*clCall, *payment.Error) {
+	doc, ok := scanCommerceLayer(body)
+	if !ok {
+		var perr *payment.Error
+		if doc, perr = parseCommerceLayer(body); perr != nil {
+			return nil, perr
+		}
+	}
+	return doc.call(action)
+}
+
+// parseCommerceLayer reads a document with encoding/json.
+func parseCommerceLayer(body []byte) (*clDoc, *payment.Error) {
 	var doc jsonAPIDocument
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return nil, invalid("the body is not a JSON:API document")
@@ -85,22 +119,34 @@ func decodeCommerceLayer(action string, body []byte) (*clCall, *payment.Error) {
 	if doc.Data == nil {
 		return nil, invalid("data is missing")
 	}
+	d := &clDoc{dataID: doc.Data.ID, dataType: doc.Data.Type}
+	d.attrsOK = len(doc.Data.Attributes) > 0 && json.Unmarshal(doc.Data.Attributes, &d.attrs) == nil
+	if d.attrsOK {
+		d.attrsDigest, _ = attributesDigest(doc.Data.Attributes)
+	}
+	d.order, d.orderID, d.orderErr = includedOrder(&doc)
+	return d, nil
+}
+
+func (d *clDoc) call(action string) (*clCall, *payment.Error) {
 	want := clDataTypes[action]
-	if doc.Data.Type != want {
+	if d.dataType != want {
 		return nil, invalid("data.type must be " + want + " for " + action)
 	}
-	if doc.Data.ID == "" {
+	if d.dataID == "" {
 		return nil, invalid("data.id is missing")
 	}
-	var attrs clAttributes
-	if len(doc.Data.Attributes) == 0 || json.Unmarshal(doc.Data.Attributes, &attrs) != nil {
+	if !d.attrsOK {
 		return nil, invalid("data.attributes is missing or malformed")
 	}
-	key, err := naturalKey(action, doc.Data)
-	if err != nil {
+	if d.attrsDigest == "" {
 		return nil, invalid("data.attributes is not a JSON object")
 	}
-	call := &clCall{key: key}
+	// The natural key identifies a call across deliveries: action, resource
+	// type and id, and a digest of the attributes without timestamps (a
+	// second partial capture of one authorization differs in its balances).
+	call := &clCall{key: action + "|" + d.dataType + "|" + d.dataID + "|" + d.attrsDigest}
+	attrs := &d.attrs
 
 	switch action {
 	case "authorize", "token":
@@ -108,7 +154,7 @@ func decodeCommerceLayer(action string, body []byte) (*clCall, *payment.Error) {
 			return nil, invalid("data.attributes.payment_source_token is missing")
 		}
 		call.sourceToken = attrs.PaymentSourceToken
-		order, id, perr := includedOrder(&doc)
+		order, id, perr := d.order, d.orderID, d.orderErr
 		if perr != nil {
 			if action == "token" {
 				return call, nil // the order only adds the customer's email
@@ -190,7 +236,7 @@ func includedOrder(doc *jsonAPIDocument) (*clOrderAttributes, string, *payment.E
 		}
 		var o clOrderAttributes
 		if json.Unmarshal(r.Attributes, &o) != nil {
-			return nil, "", invalid("the included order's attributes are malformed")
+			return nil, "", errOrderAttributes()
 		}
 		return &o, r.ID, nil
 	}
@@ -225,12 +271,12 @@ func optionalCents(n *json.Number) (int64, *payment.Error) {
 	return v, nil
 }
 
-// naturalKey identifies a call across deliveries: action, resource type and
-// id, and a digest of the attributes without timestamps (a second partial
-// capture of one authorization differs in its balances).
-func naturalKey(action string, r *jsonAPIResource) (string, error) {
+// attributesDigest is the hex SHA-256 of the attributes, timestamps left
+// out (they change between deliveries of one call), as json.Marshal writes
+// them once decoded into a map: keys sorted, numbers as sent.
+func attributesDigest(raw json.RawMessage) (string, error) {
 	var attrs map[string]any
-	if err := unmarshalNumbers(r.Attributes, &attrs); err != nil || attrs == nil {
+	if err := unmarshalNumbers(raw, &attrs); err != nil || attrs == nil {
 		return "", errNotObject
 	}
 	for _, k := range timestampAttributes {
@@ -241,7 +287,7 @@ func naturalKey(action string, r *jsonAPIResource) (string, error) {
 		return "", err
 	}
 	sum := sha256.Sum256(canonical)
-	return action + "|" + r.Type + "|" + r.ID + "|" + hex.EncodeToString(sum[:]), nil
+	return hex.EncodeToString(sum[:]), nil
 }
 
 type jsonError string
@@ -277,6 +323,11 @@ func scalarString(raw json.RawMessage) string {
 	s := strings.TrimSpace(string(raw))
 	if s == "" || s == "null" {
 		return ""
+	}
+	if sc := (scanner{b: raw}); sc.peek() == '"' {
+		if v, ok := sc.plainString(); ok && sc.i == len(raw) {
+			return string(v) // what json.Unmarshal gives, without its passes
+		}
 	}
 	var str string
 	if json.Unmarshal(raw, &str) == nil {
