@@ -211,7 +211,7 @@ func (e *Engine) Do(ctx context.Context, req Request, render Render) (Answer, er
 }
 
 func (e *Engine) do(ctx context.Context, req Request, render Render) (Answer, Verdict, error) {
-	rec, err := e.idempotency(ctx, req.Key)
+	rec, lockID, err := e.lookup(ctx, req)
 	if err != nil {
 		return Answer{}, Verdict{}, err
 	}
@@ -223,9 +223,12 @@ func (e *Engine) do(ctx context.Context, req Request, render Render) (Answer, Ve
 		if err != nil || adopted {
 			return ans, out, err
 		}
+		if req.Kind != Authorize {
+			lockID, _ = e.PaymentByToken(ctx, req.Token) // adopt may have made it
+		}
 	}
 
-	p, t, noop, rerr, err := e.begin(ctx, req)
+	p, t, noop, rerr, err := e.begin(ctx, req, lockID)
 	if err != nil {
 		return Answer{}, Verdict{}, err
 	}
@@ -246,6 +249,31 @@ func (e *Engine) do(ctx context.Context, req Request, render Render) (Answer, Ve
 
 	res, attempts, xerr := e.execute(ctx, p, t, req.Policy.deadline())
 	return e.finish(ctx, req, p.ID, t.ID, res, attempts, xerr, render)
+}
+
+// lookup reads, from one snapshot, the idempotency record of req and the
+// payment its token leads to (for the payment lock). Every snapshot waits
+// for the commits in flight, so one read instead of two saves a request
+// that wait under load.
+func (e *Engine) lookup(ctx context.Context, req Request) (rec *IdempotencyRecord, paymentID string, err error) {
+	if req.Kind == Authorize {
+		rec, err = e.idempotency(ctx, req.Key)
+		return rec, req.PaymentID, err
+	}
+	err = e.store.View(ctx, func(tx Tx) error {
+		r, err := tx.Idempotency(req.Key)
+		switch {
+		case err == nil:
+			rec = r
+		case !errors.Is(err, ErrNotFound):
+			return err
+		}
+		// Best effort: an unknown token is refused inside begin's
+		// transaction.
+		paymentID, _ = tx.PaymentIDByToken(req.Token)
+		return nil
+	})
+	return rec, paymentID, err
 }
 
 func (e *Engine) idempotency(ctx context.Context, key string) (*IdempotencyRecord, error) {
@@ -272,9 +300,10 @@ func (e *Engine) remember(ctx context.Context, key string, p *Payment, t *Transa
 
 // begin checks req against the payment and records the new transaction,
 // in flight, together with an unfinished idempotency record, in one store
-// transaction. It returns a refusal, or the settled transaction a no-op
+// transaction, under the lock of payment lockID (the one req is for, as far
+// as lookup could tell). It returns a refusal, or the settled transaction a no-op
 // request stands for, or the new transaction (claimed in e.inflight).
-func (e *Engine) begin(ctx context.Context, req Request) (p *Payment, t *Transaction, noop *Transaction, refusal *Error, err error) {
+func (e *Engine) begin(ctx context.Context, req Request, lockID string) (p *Payment, t *Transaction, noop *Transaction, refusal *Error, err error) {
 	if refusal := checkRequest(req); refusal != nil {
 		return nil, nil, nil, refusal, nil
 	}
@@ -296,11 +325,6 @@ func (e *Engine) begin(ctx context.Context, req Request) (p *Payment, t *Transac
 	// Claimed before it is written, so the reconciler never mistakes it for
 	// an orphan in between.
 	e.inflight.claim(t.ID)
-	lockID := req.PaymentID
-	if req.Kind != Authorize {
-		// Best effort: an unknown token is refused inside the transaction.
-		lockID, _ = e.PaymentByToken(ctx, req.Token)
-	}
 	err = e.updatePayment(ctx, lockID, func(tx Tx) error {
 		p, noop, refusal = nil, nil, nil
 		var ferr error
