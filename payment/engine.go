@@ -216,6 +216,11 @@ func (e *Engine) do(ctx context.Context, req Request, render Render) (Answer, Ve
 		return Answer{}, Verdict{}, err
 	}
 	if rec != nil && rec.Done {
+		if rec.Amount != 0 && req.Amount != 0 && rec.Amount != req.Amount {
+			out := Verdict{Err: newError(KindInvalidRequest, CodeIdempotencyKeyReused, fmt.Sprintf(
+				"this idempotency key was first used for an amount of %d; a call for another amount needs a key of its own", rec.Amount))}
+			return render(out), out, nil
+		}
 		return rec.Answer, Verdict{}, nil
 	}
 	if rec != nil {
@@ -241,7 +246,7 @@ func (e *Engine) do(ctx context.Context, req Request, render Render) (Answer, Ve
 				// store transaction, with its notification.
 				return ans, out, nil
 			}
-			return ans, out, e.remember(ctx, req.Key, p, noop, ans)
+			return ans, out, e.remember(ctx, req, p, noop, ans)
 		}
 		return render(out), out, nil
 	}
@@ -289,11 +294,11 @@ func (e *Engine) idempotency(ctx context.Context, key string) (*IdempotencyRecor
 	return rec, err
 }
 
-// remember stores ans as the answer to key.
-func (e *Engine) remember(ctx context.Context, key string, p *Payment, t *Transaction, ans Answer) error {
+// remember stores ans as the answer to req.
+func (e *Engine) remember(ctx context.Context, req Request, p *Payment, t *Transaction, ans Answer) error {
 	return e.store.Update(ctx, func(tx Tx) error {
 		return tx.PutIdempotency(&IdempotencyRecord{
-			Key: key, Done: true, PaymentID: p.ID, TxID: t.ID, Answer: ans, CreatedAt: e.now(),
+			Key: req.Key, Done: true, PaymentID: p.ID, TxID: t.ID, Answer: ans, Amount: req.Amount, CreatedAt: e.now(),
 		})
 	})
 }
@@ -340,7 +345,7 @@ func (e *Engine) begin(ctx context.Context, req Request, lockID string) (p *Paym
 			return ferr
 		}
 		if (refusal != nil || noop != nil) && req.Command != nil && p != nil && p.Handler == req.Handler {
-			return e.settleCommand(tx, p, t, noop, refusal, now)
+			return e.settleCommand(tx, p, t, noop, refusal, req.Amount, now)
 		}
 		if refusal != nil || noop != nil {
 			return nil
@@ -350,7 +355,7 @@ func (e *Engine) begin(ctx context.Context, req Request, lockID string) (p *Paym
 		if err := tx.PutPayment(p); err != nil {
 			return err
 		}
-		return tx.PutIdempotency(&IdempotencyRecord{Key: req.Key, PaymentID: p.ID, TxID: t.ID, CreatedAt: now})
+		return tx.PutIdempotency(&IdempotencyRecord{Key: req.Key, PaymentID: p.ID, TxID: t.ID, Amount: req.Amount, CreatedAt: now})
 	})
 	if err != nil || refusal != nil || noop != nil {
 		e.inflight.release(t.ID)
@@ -365,7 +370,7 @@ func (e *Engine) begin(ctx context.Context, req Request, lockID string) (p *Paym
 // work already done (a cancel of a voided payment), as a settled
 // transaction of its own, and queues its notification in the same store
 // transaction: a command gets exactly one answer, whatever happened.
-func (e *Engine) settleCommand(tx Tx, p *Payment, t, done *Transaction, refusal *Error, now time.Time) error {
+func (e *Engine) settleCommand(tx Tx, p *Payment, t, done *Transaction, refusal *Error, asked int64, now time.Time) error {
 	if refusal != nil {
 		t.State, t.Code, t.Message = Failed, refusal.Code, refusal.Message
 	} else {
@@ -380,7 +385,7 @@ func (e *Engine) settleCommand(tx Tx, p *Payment, t, done *Transaction, refusal 
 	if err := tx.PutPayment(p); err != nil {
 		return err
 	}
-	return tx.PutIdempotency(&IdempotencyRecord{Key: t.IdempotencyKey, Done: true, PaymentID: p.ID, TxID: t.ID, CreatedAt: now})
+	return tx.PutIdempotency(&IdempotencyRecord{Key: t.IdempotencyKey, Done: true, PaymentID: p.ID, TxID: t.ID, Amount: asked, CreatedAt: now})
 }
 
 // checkRequest refuses what no payment state could make valid. Platforms
@@ -586,7 +591,7 @@ func (e *Engine) finish(ctx context.Context, req Request, paymentID, txID string
 		if t.State == Failed && t.Command == nil {
 			return tx.DeleteIdempotency(req.Key)
 		}
-		return tx.PutIdempotency(&IdempotencyRecord{Key: req.Key, Done: true, PaymentID: p.ID, TxID: t.ID, Answer: ans, CreatedAt: now})
+		return tx.PutIdempotency(&IdempotencyRecord{Key: req.Key, Done: true, PaymentID: p.ID, TxID: t.ID, Answer: ans, Amount: req.Amount, CreatedAt: now})
 	})
 	if err == nil && out.Tx != nil && out.Tx.Open() {
 		e.Kick()

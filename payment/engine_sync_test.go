@@ -247,6 +247,42 @@ func TestReplaySameKeyAnswersIdenticallyWithoutSecondPSPCall(t *testing.T) {
 	}
 }
 
+// A key reused for another amount is refused: answering with the first
+// call's outcome would tell the platform a refund of 700 was made when 300
+// was. The refusal changes nothing, and the first call still replays.
+func TestKeyReusedForAnotherAmountIsRefused(t *testing.T) {
+	h := newHarness(t)
+	a := h.authorized("auth", "tok_visa_4242", 2500)
+	c := h.capture("cap", a.body.Token, 1000)
+	wantStatus(t, c, 200)
+	r := h.refund("ref", c.body.Token, 300)
+	wantStatus(t, r, 200)
+
+	for _, tc := range []struct {
+		name string
+		do   func() result
+	}{
+		{"refund", func() result { return h.refund("ref", c.body.Token, 700) }},
+		{"capture", func() result { return h.capture("cap", a.body.Token, 1500) }},
+		{"authorize", func() result { return h.authorize("auth", "tok_visa_4242", 9900) }},
+	} {
+		got := tc.do()
+		if got.Status != 400 || got.body.Code != payment.CodeIdempotencyKeyReused {
+			t.Errorf("%s reusing its key for another amount: %d %s", tc.name, got.Status, got.Body)
+		}
+	}
+	if again := h.refund("ref", c.body.Token, 300); again.Status != r.Status || !bytes.Equal(again.Body, r.Body) {
+		t.Errorf("the first refund's repeat: %d %s, first %s", again.Status, again.Body, r.Body)
+	}
+	p := h.payment(a.body.PaymentID)
+	if p.Captured != 1000 || p.Refunded != 300 || len(p.Txs) != 3 {
+		t.Errorf("captured %d refunded %d with %d transactions after the refusals", p.Captured, p.Refunded, len(p.Txs))
+	}
+	if n := len(h.ledgerEntries()); n != 3 {
+		t.Errorf("%d PSP operations, want 3", n)
+	}
+}
+
 // A decline is not remembered: the repeat is a new attempt, which reaches the
 // PSP again with the same PSP idempotency key.
 func TestDeclinedAuthorizeRepeatIsNewAttemptWithSamePSPKey(t *testing.T) {

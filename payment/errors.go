@@ -38,6 +38,8 @@ const (
 	CodeExceedsBalance     = "amount_exceeds_balance"
 	CodeGatewayUnavailable = "gateway_unavailable"
 	CodeGatewayTimeout     = "gateway_timeout"
+	// CodeIdempotencyKeyReused: a repeat of a call asked for another amount.
+	CodeIdempotencyKeyReused = "idempotency_key_reused"
 )
 
 // ErrNotFound is returned by a Store for a missing record.

@@ -38,11 +38,15 @@ type Tx interface {
 
 // IdempotencyRecord remembers a platform call that changed state.
 type IdempotencyRecord struct {
-	Key       string    `json:"key"`
-	Done      bool      `json:"done"` // false: a call is (or was, before a crash) in flight
-	PaymentID string    `json:"payment_id,omitempty"`
-	TxID      string    `json:"tx_id,omitempty"`
-	Answer    Answer    `json:"answer"` // the first answer, replayed byte for byte
+	Key       string `json:"key"`
+	Done      bool   `json:"done"` // false: a call is (or was, before a crash) in flight
+	PaymentID string `json:"payment_id,omitempty"`
+	TxID      string `json:"tx_id,omitempty"`
+	Answer    Answer `json:"answer"` // the first answer, replayed byte for byte
+	// Amount is what the first call asked for (0: none, or the whole). A
+	// repeat that asks for another amount is refused, not answered with
+	// the first call's outcome as if it were its own.
+	Amount    int64     `json:"amount,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 }
 

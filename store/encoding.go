@@ -194,6 +194,7 @@ func encodeIdempotency(r *payment.IdempotencyRecord) ([]byte, error) {
 	e.string(r.TxID)
 	e.int(int64(r.Answer.Status))
 	e.bytes(r.Answer.Body)
+	e.int(r.Amount)
 	e.time(r.CreatedAt)
 	return e.b, e.err
 }
@@ -212,6 +213,7 @@ func decodeIdempotency(b []byte, r *payment.IdempotencyRecord) error {
 	r.TxID = d.string()
 	r.Answer.Status = int(d.int())
 	r.Answer.Body = d.bytes()
+	r.Amount = d.int()
 	r.CreatedAt = d.time()
 	return d.end()
 }
