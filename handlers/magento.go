@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -138,12 +139,25 @@ func (h *Magento) accept(ctx context.Context, engine *payment.Engine, c *mibCall
 	return err
 }
 
-// key is the command's natural idempotency key.
+// key is the command's natural idempotency key. Its parts are escaped, so
+// a gateway key or reference holding "|" cannot make two commands' keys
+// meet; parts without "|" or "\" (all real ones) are written as they are,
+// so keys stored by earlier builds still match.
 func (c *mibCall) key() string {
+	gatewayKey := keyPart(c.payment.GatewayKey)
 	if ref := c.payment.OperationReference; ref != "" {
-		return c.command + "|" + c.payment.GatewayKey + "|ref|" + ref
+		return c.command + "|" + gatewayKey + "|ref|" + keyPart(ref)
 	}
-	return c.command + "|" + c.payment.GatewayKey + "|id|" + string(c.id)
+	return c.command + "|" + gatewayKey + "|id|" + keyPart(string(c.id))
+}
+
+var keyPartEscaper = strings.NewReplacer(`\`, `\\`, "|", `\|`)
+
+func keyPart(s string) string {
+	if !strings.ContainsAny(s, `|\`) {
+		return s
+	}
+	return keyPartEscaper.Replace(s)
 }
 
 // refundTarget picks the capture a refund is taken from; with none, the
