@@ -79,6 +79,22 @@ func TestIdempotentRepeats(t *testing.T) {
 }
 
 // concurrently sends body n times at the same moment.
+// The natural key covers data.attributes, not the included order, so an
+// external payment sent again with another order total has the same key:
+// it is refused in Commerce Layer's error format, and the first
+// authorization is neither replayed as if it were for the new total nor
+// joined by a second one.
+func TestIdempotentKeyWithAnotherAmountRefused(t *testing.T) {
+	e := newEnv(t)
+	id, source := "ep_"+uid(), "tok_visa_"+uid()
+	first := e.send("authorize", authorizeDoc(id, source, 1000))
+	assertOK(t, first, http.StatusOK)
+	changed := authorizeDoc(id, source, 1000)
+	orderAttrs(changed)["total_amount_with_taxes_cents"] = 1500
+	assertError(t, e.send("authorize", changed), http.StatusBadRequest, "idempotency_key_reused")
+	sameAnswer(t, "the first authorize", first, e.send("authorize", authorizeDoc(id, source, 1000)))
+}
+
 func concurrently(t *testing.T, n int, path string, bodies func(i int) []byte, secret string) []response {
 	t.Helper()
 	out := make([]response, n)

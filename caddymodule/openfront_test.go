@@ -342,6 +342,12 @@ func TestOpenfrontCheckoutToRefund(t *testing.T) {
 	if k1.Status != 200 || rf["success"] != true || num(t, rf, "refundedAmount") != 2000 || !bytes.Equal(k1.Body, k2.Body) {
 		t.Fatalf("keyed refund: %s / %s", k1, k2)
 	}
+	// The key reused for another amount is refused in Openfront's error
+	// format, and refunds nothing (the totals below would be off by 3000).
+	reused := keyed("rf-1", 5000)
+	if reused.Status != http.StatusBadRequest || !strings.Contains(str(t, decodeJSON(t, reused.Body), "error"), "2000") {
+		t.Fatalf("refund key reused for another amount: %s, want 400 naming the first call's 2000", reused)
+	}
 	// The Idempotency-Key header works like the body field.
 	h1 := do(t, http.MethodPost, "/openfront/refund-payment", oftest.Refund(ofKey, id, 500), map[string]string{"Idempotency-Key": "hdr-1"})
 	h2 := do(t, http.MethodPost, "/openfront/refund-payment", oftest.Refund(ofKey, id, 500), map[string]string{"Idempotency-Key": "hdr-1"})

@@ -217,7 +217,13 @@ func (e *Engine) do(ctx context.Context, req Request, render Render) (Answer, Ve
 	}
 	if rec != nil && rec.Done {
 		if rec.Amount != 0 && req.Amount != 0 && rec.Amount != req.Amount {
-			out := Verdict{Err: newError(KindInvalidRequest, CodeIdempotencyKeyReused, fmt.Sprintf(
+			// The payment goes with the refusal, as with the rules'
+			// refusals: renderers may describe it.
+			p, err := e.load(ctx, rec.PaymentID)
+			if err != nil {
+				return Answer{}, Verdict{}, err
+			}
+			out := Verdict{Payment: p, Err: newError(KindInvalidRequest, CodeIdempotencyKeyReused, fmt.Sprintf(
 				"this idempotency key was first used for an amount of %d; a call for another amount needs a key of its own", rec.Amount))}
 			return render(out), out, nil
 		}
