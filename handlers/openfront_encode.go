@@ -191,7 +191,11 @@ func renderCapture(v payment.Verdict) payment.Answer {
 }
 
 func renderRefund(v payment.Verdict) payment.Answer {
-	a, res, done := ofOperation(v, ofStatusOf(v.Payment.Status))
+	var status string
+	if v.Payment != nil { // a refusal may come before any payment
+		status = ofStatusOf(v.Payment.Status)
+	}
+	a, res, done := ofOperation(v, status)
 	if a != nil {
 		return *a
 	}

@@ -274,3 +274,14 @@ func TestCheckGraphQL(t *testing.T) {
 		}
 	}
 }
+
+// A refusal can come before the engine found a payment; the renderers must
+// answer it, not panic (net/http would drop the connection).
+func TestOpenfrontRendersRefusalWithoutPayment(t *testing.T) {
+	v := payment.Verdict{Err: &payment.Error{Kind: payment.KindInvalidRequest, Code: payment.CodeIdempotencyKeyReused, Message: "reused"}}
+	for name, render := range map[string]payment.Render{"capture": renderCapture, "refund": renderRefund} {
+		if a := render(v); a.Status != http.StatusBadRequest {
+			t.Errorf("%s: %d %s, want 400", name, a.Status, a.Body)
+		}
+	}
+}
