@@ -25,6 +25,12 @@ func (e *Engine) adopt(ctx context.Context, req Request, rec *IdempotencyRecord,
 		if t == nil || t.State == Failed {
 			return tx.DeleteIdempotency(req.Key)
 		}
+		if refusal := reusedFor(rec, req); refusal != nil {
+			adopted = true // answered: refused, and nothing written
+			out = Verdict{Payment: p, Err: refusal}
+			ans = render(out)
+			return nil
+		}
 		now := e.now()
 		before := len(p.Events)
 		adopted = true

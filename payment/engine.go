@@ -216,15 +216,14 @@ func (e *Engine) do(ctx context.Context, req Request, render Render) (Answer, Ve
 		return Answer{}, Verdict{}, err
 	}
 	if rec != nil && rec.Done {
-		if rec.Amount != 0 && req.Amount != 0 && rec.Amount != req.Amount {
+		if refusal := reusedFor(rec, req); refusal != nil {
 			// The payment goes with the refusal, as with the rules'
 			// refusals: renderers may describe it.
 			p, err := e.load(ctx, rec.PaymentID)
 			if err != nil {
 				return Answer{}, Verdict{}, err
 			}
-			out := Verdict{Payment: p, Err: newError(KindInvalidRequest, CodeIdempotencyKeyReused, fmt.Sprintf(
-				"this idempotency key was first used for an amount of %d; a call for another amount needs a key of its own", rec.Amount))}
+			out := Verdict{Payment: p, Err: refusal}
 			return render(out), out, nil
 		}
 		return rec.Answer, Verdict{}, nil
@@ -260,6 +259,17 @@ func (e *Engine) do(ctx context.Context, req Request, render Render) (Answer, Ve
 
 	res, attempts, xerr := e.execute(ctx, p, t, req.Policy.deadline())
 	return e.finish(ctx, req, p.ID, t.ID, res, attempts, xerr, render)
+}
+
+// reusedFor refuses a repeat of rec's call that asks for another amount:
+// answering it with the first call's outcome would tell the platform that
+// an operation of its amount was done.
+func reusedFor(rec *IdempotencyRecord, req Request) *Error {
+	if rec.Amount == 0 || req.Amount == 0 || rec.Amount == req.Amount {
+		return nil
+	}
+	return newError(KindInvalidRequest, CodeIdempotencyKeyReused, fmt.Sprintf(
+		"this idempotency key was first used for an amount of %d; a call for another amount needs a key of its own", rec.Amount))
 }
 
 // lookup reads, from one snapshot, the idempotency record of req and the

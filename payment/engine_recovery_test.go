@@ -33,7 +33,7 @@ func (h *harness) plantOrphan(key, source string, amount int64) *payment.Payment
 		if err := t.PutPayment(p); err != nil {
 			return err
 		}
-		return t.PutIdempotency(&payment.IdempotencyRecord{Key: key, PaymentID: p.ID, TxID: tx.ID, CreatedAt: now})
+		return t.PutIdempotency(&payment.IdempotencyRecord{Key: key, PaymentID: p.ID, TxID: tx.ID, Amount: amount, CreatedAt: now})
 	})
 	if err != nil {
 		h.t.Fatalf("planting an orphan: %v", err)
@@ -68,6 +68,14 @@ func TestOrphanFinishedByReconcilerThenAdoptedByRepeat(t *testing.T) {
 	}
 
 	executions := h.gw.count("execute")
+	// A repeat for another amount is refused, not given this payment.
+	other := h.do(payment.Request{Kind: payment.Authorize, Key: "k", SourceToken: "tok_visa_1234", Amount: 9900})
+	if other.Status != 400 || other.body.Code != payment.CodeIdempotencyKeyReused {
+		t.Fatalf("repeat for another amount: %d %s", other.Status, other.Body)
+	}
+	if rec := h.record("k"); rec == nil || rec.Done {
+		t.Fatalf("the refusal changed the record: %+v", rec)
+	}
 	r := h.do(payment.Request{Kind: payment.Authorize, Key: "k", SourceToken: "tok_visa_1234", Amount: 1500})
 	wantStatus(t, r, 200)
 	if r.body.PaymentID != "pay_orphan" || r.body.Token != "pbt_orphan" || r.body.State != string(payment.Succeeded) {
