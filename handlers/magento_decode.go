@@ -213,6 +213,11 @@ func (c *mibCall) check() *rpcError {
 			if err != nil || n < 0 {
 				return invalidParams(field+".refund_amount", "%s.refund_amount must be a non-negative amount with at most the currency's decimals", field)
 			}
+			// Checked before adding, so the sum cannot wrap round to
+			// the payment's amount.
+			if c.command == "refund" && n > amount-refunds {
+				return invalidParams("payment.lines", "the lines' refund_amount add up to more than the payment's amount %s", p.Amount)
+			}
 			refunds += n
 			anyRefund = true
 		}

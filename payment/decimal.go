@@ -10,8 +10,9 @@ import (
 // from their text, never through float64, and refused rather than rounded.
 
 // ParseDecimal converts a decimal text in major units ("12.5", "-3", "0.125")
-// into minor units of currency. It refuses exponents, more decimals than
-// the currency has, unknown currencies and values beyond int64.
+// into minor units of currency. It refuses exponents, more non-zero
+// decimals than the currency has, unknown currencies and values beyond
+// int64.
 func ParseDecimal(text, currency string) (int64, error) {
 	exp, known := CurrencyExponent(currency)
 	if !known {
@@ -23,6 +24,11 @@ func ParseDecimal(text, currency string) (int64, error) {
 	whole, frac, hasDot := strings.Cut(s, ".")
 	if whole == "" || (hasDot && frac == "") || !digits(whole) || !digits(frac) {
 		return 0, errors.New("must be a decimal number such as 12.50 (no exponent)")
+	}
+	// Zeros past the currency's decimals are exact: a float serializer
+	// writes 500 JPY as 500.0 and PHP's json_encode does.
+	for len(frac) > exp && frac[len(frac)-1] == '0' {
+		frac = frac[:len(frac)-1]
 	}
 	if len(frac) > exp {
 		return 0, errors.New("has more decimals than " + currency + " allows (" + strconv.Itoa(exp) + ")")

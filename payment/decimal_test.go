@@ -9,6 +9,7 @@ func TestParseDecimal(t *testing.T) {
 	}{
 		{"12.5", "EUR", 1250}, {"12.50", "EUR", 1250}, {"12", "EUR", 1200}, {"0.01", "EUR", 1},
 		{"500", "JPY", 500}, {"1.234", "KWD", 1234}, {"-3.1", "USD", -310}, {"92233720368547758.07", "EUR", 9223372036854775807},
+		{"500.0", "JPY", 500}, {"12.500", "EUR", 1250}, {"7.000000", "EUR", 700}, {"0.0", "JPY", 0},
 	}
 	for _, c := range ok {
 		if got, err := ParseDecimal(c.text, c.currency); err != nil || got != c.want {
@@ -21,7 +22,7 @@ func TestParseDecimal(t *testing.T) {
 		}
 	}
 	for _, c := range [][2]string{
-		{"12.345", "EUR"}, {"1.5", "JPY"}, {"1e2", "EUR"}, {"", "EUR"}, {".5", "EUR"}, {"5.", "EUR"},
+		{"12.345", "EUR"}, {"12.3450", "EUR"}, {"1.5", "JPY"}, {"1.50", "JPY"}, {"1e2", "EUR"}, {"", "EUR"}, {".5", "EUR"}, {"5.", "EUR"},
 		{"+5", "EUR"}, {"0x10", "EUR"}, {"12.5", "XXX"}, {"92233720368547758.08", "EUR"}, {"1.2.3", "EUR"}, {"--1", "EUR"},
 	} {
 		if got, err := ParseDecimal(c[0], c[1]); err == nil {
