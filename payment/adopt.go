@@ -44,6 +44,8 @@ func (e *Engine) adopt(ctx context.Context, req Request, rec *IdempotencyRecord,
 			t.Notify = true
 			t.NextCheck = now
 			if t.State == Processing {
+				// Its first call was in flight when the process died.
+				t.Uncertain = true
 				p.apply(t, Retrying, now)
 			}
 		default:

@@ -265,11 +265,70 @@ func (e *Engine) do(ctx context.Context, req Request, render Render) (Answer, Ve
 // answering it with the first call's outcome would tell the platform that
 // an operation of its amount was done.
 func reusedFor(rec *IdempotencyRecord, req Request) *Error {
-	if rec.Amount == 0 || req.Amount == 0 || rec.Amount == req.Amount {
+	return keyReused(rec.Amount, req.Amount)
+}
+
+// keyReused refuses a call for amount under a key first used for first
+// (zero: no amount to compare).
+func keyReused(first, amount int64) *Error {
+	if first == 0 || amount == 0 || first == amount {
 		return nil
 	}
 	return newError(KindInvalidRequest, CodeIdempotencyKeyReused, fmt.Sprintf(
-		"this idempotency key was first used for an amount of %d; a call for another amount needs a key of its own", rec.Amount))
+		"this idempotency key was first used for an amount of %d; a call for another amount needs a key of its own", first))
+}
+
+// pspKeyFor settles the PSP idempotency key of t, a new attempt of a
+// platform call whose earlier attempts, if any, hold the same key:
+//   - if the PSP may have acted on one of them (a live transaction), the
+//     key still names that operation. A repeat for the same amount gets its
+//     outcome from the PSP; one for another amount is refused, since the
+//     PSP would answer it with the first amount's outcome and paybridge
+//     would book an amount the PSP never acted on;
+//   - if every earlier attempt has failed for good, nothing the PSP did
+//     under the key stands (an authorization found executed anyway was
+//     voided), so t gets a key of its own: under the old one the PSP would
+//     answer with the voided authorization, or replay a decline.
+func pspKeyFor(tx Tx, p *Payment, t *Transaction) (*Error, error) {
+	var earlier []*Transaction
+	collect := func(q *Payment) {
+		for _, o := range q.Txs {
+			if o != t && o.PSPKey == t.PSPKey {
+				earlier = append(earlier, o)
+			}
+		}
+	}
+	collect(p)
+	// A repeated authorization is a payment of its own: the index leads to
+	// the newest payment that used the key.
+	id, err := tx.PaymentIDByToken(t.PSPKey)
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return nil, err
+	case id != p.ID:
+		q, err := tx.Payment(id)
+		switch {
+		case err == nil:
+			collect(q)
+		case !errors.Is(err, ErrNotFound):
+			return nil, err
+		}
+	}
+	standing := false
+	for _, o := range earlier {
+		if !live(o) {
+			continue
+		}
+		standing = true
+		if refusal := keyReused(o.Amount, t.Amount); refusal != nil {
+			return refusal, nil
+		}
+	}
+	if len(earlier) > 0 && !standing {
+		t.PSPKey = pspKey(t.IdempotencyKey + "\x00" + t.ID)
+	}
+	return nil, nil
 }
 
 // lookup reads, from one snapshot, the idempotency record of req and the
@@ -346,7 +405,11 @@ func (e *Engine) begin(ctx context.Context, req Request, lockID string) (p *Paym
 	// Claimed before it is written, so the reconciler never mistakes it for
 	// an orphan in between.
 	e.inflight.claim(t.ID)
+	fresh := *t
 	err = e.updatePayment(ctx, lockID, func(tx Tx) error {
+		// A conflict runs this again: from the transaction as it was,
+		// not as a refused run left it.
+		*t = fresh
 		p, noop, refusal = nil, nil, nil
 		var ferr error
 		switch {
@@ -356,6 +419,9 @@ func (e *Engine) begin(ctx context.Context, req Request, lockID string) (p *Paym
 			p = e.newPayment(req, now)
 		default:
 			p, noop, refusal, ferr = e.loadFor(tx, req, t)
+		}
+		if ferr == nil && refusal == nil && noop == nil {
+			refusal, ferr = pspKeyFor(tx, p, t)
 		}
 		if ferr != nil {
 			return ferr
@@ -521,11 +587,23 @@ func (p *Payment) operation(t *Transaction, attempt int) Operation {
 // execute calls the PSP until it answers or the deadline passes, retrying
 // transient faults with the same idempotency key. The client's going away
 // does not cut it short: the outcome must be recorded either way.
+//
+// When it gives up, the error says the operation may have executed if any
+// attempt may have reached the PSP, not only the last: a first attempt
+// whose answer was lost followed by refused connections is still an
+// operation the PSP may have done.
 func (e *Engine) execute(ctx context.Context, p *Payment, t *Transaction, deadline time.Duration) (Result, int, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	attempt := t.Attempts
 	backoff := 20 * time.Millisecond
+	reached := 0 // the last attempt that may have reached the PSP
+	giveUp := func(err error) (Result, int, error) {
+		if reached > 0 && !maybeExecuted(err) {
+			err = &Fault{Sent: true, Err: fmt.Errorf("attempt %d may have reached the PSP; the last one failed: %w", reached, err)}
+		}
+		return Result{}, attempt, err
+	}
 	for {
 		attempt++
 		// Resolved on every attempt: a config reload replaces (and closes)
@@ -543,17 +621,20 @@ func (e *Engine) execute(ctx context.Context, p *Payment, t *Transaction, deadli
 		if err == nil {
 			return res, attempt, nil
 		}
+		if maybeExecuted(err) {
+			reached = attempt
+		}
 		timer := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return Result{}, attempt, err
+			return giveUp(err)
 		case <-timer.C:
 		}
 		if ctx.Err() != nil {
 			// The timer and the deadline fired together: calling now would
 			// only report a spurious "may have executed".
-			return Result{}, attempt, err
+			return giveUp(err)
 		}
 		backoff = min(2*backoff, 500*time.Millisecond)
 	}

@@ -158,6 +158,20 @@ func (e *Engine) work(ctx context.Context, paymentID, txID string) {
 	if t == nil || !t.Open() {
 		return
 	}
+	if t.Verify && t.IdempotencyKey != "" {
+		// No repeat of the platform's call may begin while this decides,
+		// and records, whether the PSP's operation stands: under the same
+		// PSP key the repeat would be given that operation, even one this
+		// is about to void (see pspKeyFor).
+		unlock := e.keys.lock(t.IdempotencyKey)
+		defer unlock()
+		if p, err = e.load(ctx, paymentID); err != nil {
+			return
+		}
+		if t = p.TxByID(txID); t == nil || !t.Open() {
+			return
+		}
+	}
 	s := e.look(ctx, p, t)
 	err = e.updatePayment(ctx, paymentID, func(tx Tx) error {
 		p, err := tx.Payment(paymentID)
@@ -170,6 +184,12 @@ func (e *Engine) work(ctx context.Context, paymentID, txID string) {
 		}
 		now := e.now()
 		before := len(p.Events)
+		if t.State == Processing {
+			// An orphan: its first call was in flight when the process
+			// died, so the PSP may have done it whatever the later
+			// attempts meet.
+			t.Uncertain = true
+		}
 		if s.res != nil || s.fault != nil || s.giveUp != "" {
 			t.Attempts++
 		}
@@ -302,10 +322,17 @@ func (e *Engine) verify(ctx context.Context, gw Gateway, p *Payment, t *Transact
 	if now.After(t.CreatedAt.Add(e.maxAge())) {
 		e.log.Error("gave up verifying a failed operation at the PSP; check it by hand",
 			zap.String("payment_id", p.ID), zap.String("tx_id", t.ID), zap.String("action", string(t.Kind)))
-		return step{verified: true}
+		// Not knowing is not knowing it did not happen: a capture or
+		// refund the PSP may have done keeps its amount counted, so the
+		// payment's limits still hold until someone has looked.
+		unknown := t.Kind == Capture || t.Kind == Refund
+		return step{verified: true, executed: unknown, note: "not verified at the PSP in time; counted as executed until checked by hand"}
 	}
-	if e.superseded(ctx, p, t) {
+	switch took, inFlight := e.superseded(ctx, p, t); {
+	case took:
 		return step{verified: true}
+	case inFlight:
+		return step{fault: errors.New("a repeat of this call is in flight under the same PSP key")}
 	}
 	start := time.Now()
 	res, err := gw.Status(ctx, p.operation(t, t.Attempts))
@@ -341,17 +368,33 @@ func (e *Engine) verify(ctx context.Context, gw Gateway, p *Payment, t *Transact
 }
 
 // superseded reports whether a later attempt of the same platform call
-// (same PSP key) took over t's operation at the PSP: then its outcome, told
-// to the platform, is the truth, and undoing it would undo a payment the
-// platform was told succeeded.
-func (e *Engine) superseded(ctx context.Context, p *Payment, t *Transaction) bool {
-	for _, o := range p.Txs {
-		if o != t && o.PSPKey == t.PSPKey && o.State != Failed {
-			return true
+// (same PSP key, same amount) took over t's operation at the PSP: then its
+// outcome, told to the platform, is the truth, and undoing it would undo a
+// payment the platform was told succeeded. A later attempt that failed
+// took nothing over; one still in flight (inFlight) may yet, so t waits.
+func (e *Engine) superseded(ctx context.Context, p *Payment, t *Transaction) (took, inFlight bool) {
+	scan := func(q *Payment) {
+		for _, o := range q.Txs {
+			if o == t || o.PSPKey != t.PSPKey || o.Amount != t.Amount {
+				continue
+			}
+			switch {
+			case o.State == Succeeded || o.State == Pending:
+				took = true
+			case !o.State.Final():
+				inFlight = true
+			}
 		}
 	}
-	id, err := e.PaymentByToken(ctx, t.PSPKey)
-	return err == nil && id != p.ID
+	scan(p)
+	// The index leads to the newest payment that used the key: a repeated
+	// authorization makes a payment of its own.
+	if id, err := e.PaymentByToken(ctx, t.PSPKey); err == nil && id != p.ID {
+		if q, err := e.load(ctx, id); err == nil {
+			scan(q)
+		}
+	}
+	return took, inFlight && !took
 }
 
 // backoff spaces background attempts: from the reconcile interval, doubling,

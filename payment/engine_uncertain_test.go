@@ -1,0 +1,173 @@
+package payment_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/paybridge/caddy-paybridge/payment"
+)
+
+// refuseConnections: every attempt certainly does not reach the PSP.
+func (h *harness) refuseConnections() {
+	h.gw.setExecute(func(ctx context.Context, op payment.Operation) (payment.Result, error) {
+		return payment.Result{}, &payment.Fault{Sent: false, Err: errors.New("connection refused (test)")}
+	})
+}
+
+func (h *harness) ledgerSum(op string) (n int64) {
+	for _, e := range h.ledgerOps(op) {
+		n += e.Amount
+	}
+	return n
+}
+
+var slow = payment.Policy{Deadline: 150 * time.Millisecond}
+
+// An attempt whose answer was lost, followed by attempts that certainly did
+// not reach the PSP, leaves the outcome unknown: the capture must be
+// verified and its amount stay reserved, or a second capture goes through.
+func TestUncertainEarlierAttemptIsRemembered(t *testing.T) {
+	h := newHarness(t)
+	a := h.authorized("a", "tok_visa_4242", 1000)
+	h.gw.setExecute(func(ctx context.Context, op payment.Operation) (payment.Result, error) {
+		if op.Attempt == 1 { // reaches the PSP, answer lost
+			h.sbx.Execute(ctx, op)
+			return payment.Result{}, &payment.Fault{Sent: true, Err: errors.New("read timeout")}
+		}
+		return payment.Result{}, &payment.Fault{Sent: false, Err: errors.New("connection refused")}
+	})
+	r := h.do(payment.Request{Kind: payment.Capture, Key: "c1", Token: a.body.Token, Amount: 1000, Policy: slow})
+	wantRefusal(t, r, payment.KindUnavailable, payment.CodeGatewayUnavailable)
+	h.gw.setExecute(nil)
+	h.reconcileAfter(hReconcile)
+	h.capture("c2", a.body.Token, 1000)
+	if got := h.ledgerSum("capture"); got > 1000 {
+		t.Fatalf("PSP captured %d of a 1000 authorization (tx1 Verify=%v)", got, h.tx(r.body.Token).Verify)
+	}
+}
+
+// An orphan's first call was in flight when the process died: when the
+// reconciler gives up on it, it must find out what the PSP did, and void an
+// authorization that went through.
+func TestOrphanGivenUpIsVerified(t *testing.T) {
+	h := newHarness(t)
+	p := h.plantOrphan("k", "tok_visa_1234", 1500)
+	h.sbx.Execute(context.Background(), payment.Operation{Kind: payment.Authorize, PaymentID: p.ID, Key: "pbk_orphan",
+		SourceToken: "tok_visa_1234", Amount: 1500, Currency: "EUR", CreatedAt: p.CreatedAt, Attempt: 1}) // the crashed call
+	h.restart()
+	h.refuseConnections()
+	h.eng.ReconcileOnce(context.Background())
+	for i := 0; i < 20; i++ {
+		h.reconcileAfter(time.Minute) // past GiveUpAt (15 min)
+	}
+	h.gw.setExecute(nil)
+	for i := 0; i < 5; i++ {
+		h.reconcileAfter(time.Minute)
+	}
+	if tx := h.payment(p.ID).Tx("pbt_orphan"); tx.State == payment.Failed && len(h.ledgerOps("void")) == 0 {
+		t.Fatalf("orphan failed (Verify=%v); the PSP authorization it made is never voided", tx.Verify)
+	}
+}
+
+// A repeat of the call that itself failed did not take the first attempt's
+// operation over: the first must still be verified and voided.
+func TestFailedRepeatDoesNotSupersede(t *testing.T) {
+	h := newHarness(t)
+	req := payment.Request{Kind: payment.Authorize, Key: "a", SourceToken: "tok_visa_2468", Amount: 700, Policy: slow}
+	h.loseAnswers()
+	wantRefusal(t, h.do(req), payment.KindUnavailable, payment.CodeGatewayUnavailable) // executed, Verify
+	h.refuseConnections()
+	wantRefusal(t, h.do(req), payment.KindUnavailable, payment.CodeGatewayUnavailable) // plain failure
+	h.gw.setExecute(nil)
+	for i := 0; i < 5; i++ {
+		h.reconcileAfter(time.Minute)
+	}
+	if len(h.ledgerOps("authorize")) == 1 && len(h.ledgerOps("void")) == 0 {
+		t.Fatal("PSP holds the authorization, both payments are refused, nothing voids it")
+	}
+}
+
+// Once verification has voided an authorization the platform was told had
+// failed, a repeat of the call must be a new authorization at the PSP: under
+// the old key the PSP would answer with the voided one.
+func TestRepeatAfterVerificationVoidIsNewAuthorization(t *testing.T) {
+	h := newHarness(t)
+	req := payment.Request{Kind: payment.Authorize, Key: "a", SourceToken: "tok_visa_2468", Amount: 700, Policy: slow}
+	h.loseAnswers()
+	wantRefusal(t, h.do(req), payment.KindUnavailable, payment.CodeGatewayUnavailable)
+	h.gw.setExecute(nil)
+	h.reconcileAfter(hReconcile)
+	if len(h.ledgerOps("void")) != 1 {
+		t.Fatalf("not voided: %+v", h.ledgerEntries())
+	}
+	voided := h.ledgerOps("authorize")[0].Key
+	r := h.do(req)
+	wantStatus(t, r, 200)
+	auths := h.ledgerOps("authorize")
+	if len(auths) != 2 || auths[1].Key == voided {
+		t.Fatalf("the repeat was answered authorized by the voided authorization: authorizations %+v", auths)
+	}
+	if voids := h.ledgerOps("void"); len(voids) != 1 {
+		t.Fatalf("voids %+v, want only the first authorization's", voids)
+	}
+	h.reconcileAfter(hReconcile)
+	if len(h.ledgerOps("void")) != 1 {
+		t.Fatal("the repeat's authorization was voided too")
+	}
+}
+
+// A refund of 600 whose answer was lost may have been done; a repeat of its
+// key for 300 would be answered by the PSP with the 600 and booked as 300.
+// It is refused, and the refunds never exceed the capture.
+func TestKeyOfUncertainFailureRefusesAnotherAmount(t *testing.T) {
+	h := newHarness(t)
+	a := h.authorized("a", "tok_visa_4242", 1000)
+	c := h.capture("c", a.body.Token, 1000)
+	h.gw.setExecute(func(ctx context.Context, op payment.Operation) (payment.Result, error) {
+		h.sbx.Execute(ctx, op)
+		return payment.Result{}, &payment.Fault{Sent: true, Err: errors.New("read timeout")}
+	})
+	wantRefusal(t, h.do(payment.Request{Kind: payment.Refund, Key: "r", Token: c.body.Token, Amount: 600, Policy: slow}),
+		payment.KindUnavailable, payment.CodeGatewayUnavailable)
+	h.gw.setExecute(nil)
+	r2 := h.refund("r", c.body.Token, 300) // same key: PSP replays the 600 refund
+	h.reconcileAfter(hReconcile)           // first attempt "superseded": 600 released
+	h.refund("r3", c.body.Token, 700)
+	if got := h.ledgerSum("refund"); got > 1000 {
+		t.Fatalf("PSP refunded %d of a 1000 capture (repeat answered %d %s)", got, r2.Status, r2.Body)
+	}
+}
+
+// stuckGateway: the PSP accepts captures and keeps them pending.
+type stuckGateway struct{ *recordingGateway }
+
+func (g stuckGateway) Execute(ctx context.Context, op payment.Operation) (payment.Result, error) {
+	res, err := g.recordingGateway.Execute(ctx, op)
+	if err == nil && op.Kind == payment.Capture {
+		res.Outcome = payment.OutcomePending
+	}
+	return res, err
+}
+
+func (g stuckGateway) Status(ctx context.Context, op payment.Operation) (payment.Result, error) {
+	if op.Kind == payment.Capture {
+		return payment.Result{Outcome: payment.OutcomePending}, nil
+	}
+	return g.recordingGateway.Status(ctx, op)
+}
+
+// A capture the PSP kept pending past MaxAge may still settle: giving up on
+// verifying it must not release its amount to a second capture.
+func TestOverduePendingCaptureStaysReserved(t *testing.T) {
+	h := newHarness(t)
+	h.eng = h.newEngine(stuckGateway{h.gw})
+	a := h.authorized("a", "tok_visa_4242", 1000)
+	wantStatus(t, h.capture("c1", a.body.Token, 1000), 202)
+	h.reconcileAfter(73 * time.Hour) // MaxAge: failed, Verify
+	h.reconcileAfter(hReconcile)     // verify gives up immediately
+	if r := h.capture("c2", a.body.Token, 1000); r.Status < 300 {
+		t.Fatalf("second capture of 1000 accepted (%d) while the PSP still has the first pending; ledger %+v", r.Status, h.ledgerOps("capture"))
+	}
+}
