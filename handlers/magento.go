@@ -88,11 +88,19 @@ func (h *Magento) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.ServeUnavailable(w)
 		return
 	}
-	err = h.accept(r.Context(), engine, call)
+	refused, err := h.accept(r.Context(), engine, call)
 	if err != nil {
 		h.Logger.Error("magento command not recorded", zap.String("handler", h.Name), zap.String("command", call.command), zap.Error(err))
 		// Not durable, so not accepted: a 503 makes the bus send it again.
 		writeRPC(w, http.StatusServiceUnavailable, id, &rpcError{Code: rpcInternalError, Message: "the command could not be recorded; send it again"})
+		return
+	}
+	if refused != nil {
+		field := "payment.operation_reference"
+		if call.payment.OperationReference == "" {
+			field = "id"
+		}
+		writeRPC(w, http.StatusOK, id, invalidParams(field, "%s (%s)", refused.Message, refused.Code))
 		return
 	}
 	writeRPC(w, http.StatusOK, id, nil)
@@ -101,8 +109,11 @@ func (h *Magento) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // accept records the command durably and starts it; its outcome goes out
 // as a notification. A repeat of a command (same method, gateway key and
 // operation reference, or the same JSON-RPC id without a reference) is
-// recognised by its key and not carried out again.
-func (h *Magento) accept(ctx context.Context, engine *payment.Engine, c *mibCall) error {
+// recognised by its key and not carried out again. refused is a refusal
+// that no notification will carry (the command never became a
+// transaction: a key reused for another amount), so the call's own answer
+// must.
+func (h *Magento) accept(ctx context.Context, engine *payment.Engine, c *mibCall) (refused *payment.Error, err error) {
 	p := &c.payment
 	kind := mibCommands[c.command]
 	// A validation's amount is the authorization's; any other command's
@@ -116,12 +127,12 @@ func (h *Magento) accept(ctx context.Context, engine *payment.Engine, c *mibCall
 		Amount: authorized, Currency: p.Currency, Purchase: payment.Purchase{OrderID: p.OrderID},
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if refusal != nil {
 		// Checked by the decoder already; reaching here is a bug, and
 		// the bus must not take silence for an answer.
-		return refusal
+		return nil, refusal
 	}
 	token := authToken
 	if kind == payment.Refund {
@@ -129,14 +140,19 @@ func (h *Magento) accept(ctx context.Context, engine *payment.Engine, c *mibCall
 	}
 	command, err := json.Marshal(mibCommand{Command: c.command, Payment: c.raw})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	_, err = engine.Do(ctx, payment.Request{
 		Kind: kind, Platform: PlatformMagento, Handler: h.Name, Gateway: h.Gateway,
 		Key: h.Name + "|" + c.key(), Token: token, Amount: c.amount, Currency: p.Currency,
 		Policy: h.Policy, Command: command,
-	}, func(payment.Verdict) payment.Answer { return payment.Answer{Status: http.StatusOK} })
-	return err
+	}, func(v payment.Verdict) payment.Answer {
+		if v.Err != nil && v.Tx == nil {
+			refused = v.Err
+		}
+		return payment.Answer{Status: http.StatusOK}
+	})
+	return refused, err
 }
 
 // key is the command's natural idempotency key. Its parts are escaped, so

@@ -406,11 +406,12 @@ func (e *Engine) begin(ctx context.Context, req Request, lockID string) (p *Paym
 	// an orphan in between.
 	e.inflight.claim(t.ID)
 	fresh := *t
+	settled := false
 	err = e.updatePayment(ctx, lockID, func(tx Tx) error {
 		// A conflict runs this again: from the transaction as it was,
 		// not as a refused run left it.
 		*t = fresh
-		p, noop, refusal = nil, nil, nil
+		p, noop, refusal, settled = nil, nil, nil, false
 		var ferr error
 		switch {
 		case req.Kind == Authorize && req.PaymentID != "":
@@ -421,12 +422,18 @@ func (e *Engine) begin(ctx context.Context, req Request, lockID string) (p *Paym
 			p, noop, refusal, ferr = e.loadFor(tx, req, t)
 		}
 		if ferr == nil && refusal == nil && noop == nil {
-			refusal, ferr = pspKeyFor(tx, p, t)
+			if refusal, ferr = pspKeyFor(tx, p, t); refusal != nil {
+				// Answered to the caller, not settled as a command of
+				// its own: that would put a record over the key's
+				// first call.
+				return ferr
+			}
 		}
 		if ferr != nil {
 			return ferr
 		}
 		if (refusal != nil || noop != nil) && req.Command != nil && p != nil && p.Handler == req.Handler {
+			settled = true
 			return e.settleCommand(tx, p, t, noop, refusal, req.Amount, now)
 		}
 		if refusal != nil || noop != nil {
@@ -442,7 +449,7 @@ func (e *Engine) begin(ctx context.Context, req Request, lockID string) (p *Paym
 	if err != nil || refusal != nil || noop != nil {
 		e.inflight.release(t.ID)
 	}
-	if err == nil && req.Command != nil && p != nil && p.Handler == req.Handler && (refusal != nil || noop != nil) {
+	if err == nil && settled {
 		noop = t // the command's own transaction, settled and notified
 	}
 	return p, t, noop, refusal, err
