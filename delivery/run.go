@@ -2,10 +2,13 @@ package delivery
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/paybridge/caddy-paybridge/payment"
 )
 
 // finished reports the end of one attempt to the loop. hold, when set,
@@ -85,6 +88,24 @@ func (s *settings) scan(ctx context.Context, wg *sync.WaitGroup, inflight map[st
 			delete(holds, q)
 		}
 	}
+	// Fair share: a destination with nothing in flight goes before one
+	// that already holds slots, so one slow listener with many payments
+	// cannot take every slot from the others.
+	busy := make(map[string]bool)
+	for q := range inflight {
+		busy[dest(q)] = true
+	}
+	var later []payment.Message
+	start := func(m payment.Message) {
+		q := m.Queue()
+		inflight[q] = true
+		busy[dest(q)] = true
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			done <- finished{queue: q, hold: s.attempt(ctx, m)}
+		}()
+	}
 	for _, m := range heads {
 		q := m.Queue()
 		if inflight[q] {
@@ -98,16 +119,29 @@ func (s *settings) scan(ctx context.Context, wg *sync.WaitGroup, inflight map[st
 			wait = min(wait, due.Sub(now))
 			continue
 		}
+		if busy[dest(q)] {
+			later = append(later, m)
+			continue
+		}
 		if len(inflight) >= s.concurrency {
 			// A finishing send wakes the loop; no need to poll for it.
 			continue
 		}
-		inflight[q] = true
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			done <- finished{queue: q, hold: s.attempt(ctx, m)}
-		}()
+		start(m)
+	}
+	for _, m := range later {
+		if len(inflight) >= s.concurrency {
+			break
+		}
+		start(m)
 	}
 	return wait
+}
+
+// dest is the Kind and Target of queue q (Kind\x00Target\x00PaymentID).
+func dest(q string) string {
+	if i := strings.LastIndexByte(q, 0); i >= 0 {
+		return q[:i]
+	}
+	return q
 }
