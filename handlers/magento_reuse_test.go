@@ -2,43 +2,15 @@ package handlers
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
-	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/paybridge/caddy-paybridge/adapters/sandbox"
-	"github.com/paybridge/caddy-paybridge/payment"
 	"github.com/paybridge/caddy-paybridge/signature"
-	"github.com/paybridge/caddy-paybridge/store"
 )
-
-type oneGateway struct{ g payment.Gateway }
-
-func (o oneGateway) Gateway(name string) (payment.Gateway, bool) { return o.g, name == "default" }
-
-// sandboxEngine is a real engine on a real store, with the sandbox as
-// gateway "default".
-func sandboxEngine(t *testing.T) (*store.Store, func(context.Context) (*payment.Engine, error)) {
-	t.Helper()
-	st, err := store.Open(store.Options{Dir: t.TempDir(), GCInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	sb, err := sandbox.New(sandbox.Config{AsyncDelay: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := payment.New(payment.Config{Store: st, Gateways: oneGateway{sb}})
-	e.RegisterNotifier(PlatformCommerceLayer, CommerceLayerCallback)
-	e.RegisterNotifier(PlatformMagento, MagentoNotification)
-	return st, func(context.Context) (*payment.Engine, error) { return e, nil }
-}
 
 // A command whose operation_reference was first used for another amount is
 // refused in the call's own answer: it never becomes a transaction, so no

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"path"
 	"strconv"
@@ -234,6 +235,15 @@ func (h *Openfront) refund(ctx context.Context, engine *payment.Engine, req *ofR
 	if capture == nil {
 		return ofError(http.StatusConflict, "nothing was captured, so nothing can be refunded"), nil
 	}
+	// Openfront refunds a payment, but the PSP refunds one capture at a
+	// time: after partial captures, a refund larger than what any one of
+	// them has left is refused, and the engine's message would only name
+	// the capture it was taken from.
+	if left := p.Refundable(capture); amount > left && amount <= refundableInAll(p) {
+		return ofError(http.StatusUnprocessableEntity, fmt.Sprintf(
+			"refund of %d exceeds the %d %s left on any one capture: a refund is taken from one capture, so refund this payment in parts of at most %d",
+			amount, left, p.Currency, left)), nil
+	}
 	// Without a key every call is a new refund, as Openfront intends (it
 	// sends none); the engine still never refunds beyond the capture.
 	key := req.IdempotencyKey
@@ -269,6 +279,17 @@ func refundTarget(p *payment.Payment, amount int64) *payment.Transaction {
 		}
 	}
 	return best
+}
+
+// refundableInAll is what may still be refunded of all of p's captures.
+func refundableInAll(p *payment.Payment) int64 {
+	var left int64
+	for _, t := range p.Txs {
+		if t.Kind == payment.Capture && t.State == payment.Succeeded {
+			left += p.Refundable(t)
+		}
+	}
+	return left
 }
 
 func (h *Openfront) status(ctx context.Context, engine *payment.Engine, req *ofRequest) (payment.Answer, error) {

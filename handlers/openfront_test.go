@@ -285,3 +285,44 @@ func TestOpenfrontRendersRefusalWithoutPayment(t *testing.T) {
 		}
 	}
 }
+
+// The PSP refunds one capture at a time. After partial captures of 4000 and
+// 6000, a refund of 8000 is refused with a message that says why and what
+// can be refunded at once; the parts then go through.
+func TestOpenfrontRefundAfterPartialCaptures(t *testing.T) {
+	_, engine := sandboxEngine(t)
+	h := testOpenfront()
+	h.Engine = engine
+	psp := &GatewayRoutes{Name: "default", Checkout: true, Secrets: [][]byte{[]byte(ofWhsec)}, Engine: engine, Logger: zap.NewNop()}
+	call := func(fn string, body []byte) (int, map[string]any) { return ofCall(h, http.MethodPost, fn, body, nil) }
+	status, created := call("create-payment", oftest.CheckoutCreate(ofKey, "cart_1", 10000, "eur"))
+	if status != http.StatusOK {
+		t.Fatalf("create-payment: %d %v", status, created)
+	}
+	id, _ := created["paymentId"].(string)
+	confirm := httptest.NewRequest(http.MethodPost, "/psp/default/checkout/"+id+"/confirm", strings.NewReader(`{"token":"tok_visa"}`))
+	confirm.Header.Set("Content-Type", "application/json")
+	w := httptest.NewRecorder()
+	psp.ServeHTTP(w, confirm)
+	if w.Code != http.StatusOK {
+		t.Fatalf("confirm: %d %s", w.Code, w.Body)
+	}
+	for _, amount := range []int64{4000, 6000} {
+		if status, body := call("capture-payment", oftest.Capture(ofKey, id, amount)); status != http.StatusOK {
+			t.Fatalf("capture %d: %d %v", amount, status, body)
+		}
+	}
+	status, body := call("refund-payment", oftest.Refund(ofKey, id, 8000))
+	msg, _ := body["error"].(string)
+	if status != http.StatusUnprocessableEntity || !strings.Contains(msg, "parts of at most 6000") {
+		t.Fatalf("refund 8000 after captures of 4000 and 6000: %d %v", status, body)
+	}
+	for _, amount := range []int64{6000, 2000} {
+		if status, body := call("refund-payment", oftest.Refund(ofKey, id, amount)); status != http.StatusOK || body["success"] != true {
+			t.Fatalf("refund %d: %d %v", amount, status, body)
+		}
+	}
+	if status, body := call("refund-payment", oftest.Refund(ofKey, id, 2001)); status != http.StatusUnprocessableEntity {
+		t.Fatalf("refund beyond the captures: %d %v", status, body)
+	}
+}
