@@ -88,7 +88,7 @@ func (g *GatewayRoutes) serveCheckout(w http.ResponseWriter, r *http.Request, id
 		return
 	}
 	p, err := engine.Payment(r.Context(), id)
-	if errors.Is(err, payment.ErrNotFound) || (err == nil && p.Gateway != g.Name) {
+	if errors.Is(err, payment.ErrNotFound) || (err == nil && (p.Gateway != g.Name || !p.IsSession())) {
 		fail(http.StatusNotFound, "no payment has this id")
 		return
 	}

@@ -32,3 +32,13 @@ func sandboxEngine(t *testing.T) (*store.Store, func(context.Context) (*payment.
 	e.RegisterNotifier(PlatformMagento, MagentoNotification)
 	return st, func(context.Context) (*payment.Engine, error) { return e, nil }
 }
+
+// waitFor polls cond for up to 5 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+	}
+}

@@ -7,9 +7,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/paybridge/caddy-paybridge/internal/cltest"
 	"github.com/paybridge/caddy-paybridge/payment"
 	"github.com/paybridge/caddy-paybridge/signature"
 )
@@ -83,5 +87,42 @@ func TestGatewayRoutesUnreadableBody(t *testing.T) {
 	g.ServeHTTP(w, r)
 	if w.Code != http.StatusBadRequest {
 		t.Errorf("unreadable body answered %d %s, want 400", w.Code, w.Body)
+	}
+}
+
+// The checkout page authorizes checkout sessions only. A Commerce Layer
+// payment the PSP declined, its platform told so, must not become
+// authorized because someone who learned its id confirmed it on the page.
+func TestCheckoutRefusesPaymentsThatAreNotSessions(t *testing.T) {
+	_, engine := sandboxEngine(t)
+	e, _ := engine(context.Background())
+	cl := testCommerceLayer()
+	cl.Engine = engine
+	body := mustJSON(t, cltest.AuthorizeDoc("ep_1", "tok_async_decline_1", 1000))
+	w, rep := serve(cl, signedRequest(http.MethodPost, "authorize", body, testSecret))
+	if w.Code != http.StatusAccepted {
+		t.Fatalf("authorize: %d %s", w.Code, w.Body)
+	}
+	id := rep.Data.Metadata["payment_id"]
+	waitFor(t, func() bool {
+		_ = e.ReconcilePayment(context.Background(), id)
+		p, err := e.Payment(context.Background(), id)
+		return err == nil && p.Status == payment.StatusRefused
+	})
+	g := &GatewayRoutes{Name: "default", Checkout: true, Secrets: [][]byte{webhookSecret}, Engine: engine, Logger: zap.NewNop()}
+	for _, r := range []*http.Request{
+		httptest.NewRequest(http.MethodGet, "/psp/default/checkout/"+id, nil),
+		httptest.NewRequest(http.MethodPost, "/psp/default/checkout/"+id+"/confirm", strings.NewReader(`{"token":"tok_visa"}`)),
+	} {
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("Accept", "application/json")
+		w := httptest.NewRecorder()
+		g.ServeHTTP(w, r)
+		if w.Code != http.StatusNotFound {
+			t.Errorf("%s %s: %d %s, want 404", r.Method, r.URL.Path, w.Code, w.Body)
+		}
+	}
+	if p, err := e.Payment(context.Background(), id); err != nil || p.Status != payment.StatusRefused {
+		t.Fatalf("the Commerce Layer payment is %v (%v), want still refused", p.Status, err)
 	}
 }

@@ -128,15 +128,19 @@ type Transaction struct {
 	// once and waits for exactly one answer (Magento OMS).
 	Command []byte `json:"command,omitempty"`
 	// AuthRequired: the PSP waits for the customer (3-D Secure).
-	AuthRequired bool              `json:"auth_required,omitempty"`
-	Code         string            `json:"code,omitempty"`
-	Message      string            `json:"message,omitempty"`
-	Details      map[string]string `json:"details,omitempty"`
-	Attempts     int               `json:"attempts"`
-	CreatedAt    time.Time         `json:"created_at"`
-	UpdatedAt    time.Time         `json:"updated_at"`
-	NextCheck    time.Time         `json:"next_check,omitzero"`
-	GiveUpAt     time.Time         `json:"give_up_at,omitzero"`
+	AuthRequired bool `json:"auth_required,omitempty"`
+	// Session: an authorization of a checkout session (Engine.Open's
+	// payment), made by the customer on the PSP's page. The page may only
+	// act on such payments.
+	Session   bool              `json:"session,omitempty"`
+	Code      string            `json:"code,omitempty"`
+	Message   string            `json:"message,omitempty"`
+	Details   map[string]string `json:"details,omitempty"`
+	Attempts  int               `json:"attempts"`
+	CreatedAt time.Time         `json:"created_at"`
+	UpdatedAt time.Time         `json:"updated_at"`
+	NextCheck time.Time         `json:"next_check,omitzero"`
+	GiveUpAt  time.Time         `json:"give_up_at,omitzero"`
 }
 
 // Open reports whether the transaction still needs background work.
@@ -150,6 +154,18 @@ func (p *Payment) Tx(token string) *Transaction {
 		}
 	}
 	return nil
+}
+
+// IsSession reports whether p is a checkout session (opened by Engine.Open,
+// authorized on the PSP's page) rather than a payment a platform
+// authorized itself.
+func (p *Payment) IsSession() bool {
+	for _, t := range p.Txs {
+		if t.Kind == Authorize {
+			return t.Session
+		}
+	}
+	return p.Status == StatusOpen
 }
 
 // TxByID returns the transaction with the given id, or nil.

@@ -89,7 +89,9 @@ func (e *Engine) loadSession(tx Tx, req Request, t *Transaction) (*Payment, *Err
 	if err != nil {
 		return nil, nil, err
 	}
-	if req.Gateway != "" && p.Gateway != req.Gateway {
+	// A payment its platform authorized itself is not the page's to
+	// authorize again, even after a decline the platform has been told of.
+	if (req.Gateway != "" && p.Gateway != req.Gateway) || !p.IsSession() {
 		return nil, newError(KindNotFound, CodePaymentNotFound, "no payment has this id"), nil
 	}
 	if auth := p.liveTx(Authorize); auth != nil {
@@ -101,5 +103,6 @@ func (e *Engine) loadSession(tx Tx, req Request, t *Transaction) (*Payment, *Err
 	p.SourceToken = req.SourceToken
 	p.Status = StatusPending
 	t.Amount = p.Amount
+	t.Session = true
 	return p, nil, nil
 }
