@@ -55,11 +55,12 @@ func (s *settings) attempt(ctx context.Context, m payment.Message) time.Time {
 		return time.Time{}
 	}
 
+	seen := m.NextAttempt
 	m.NextAttempt = s.nextAttempt(m, now, out.retryAfter)
 	s.log.Warn("delivery: attempt failed",
 		fields(zap.Int("attempt", m.Attempts), zap.String("error", m.LastError),
 			zap.Time("next_attempt", m.NextAttempt))...)
-	if err := s.outbox.Reschedule(m); err != nil {
+	if err := s.outbox.Reschedule(m, seen); err != nil {
 		s.log.Error("delivery: rescheduling", fields(zap.Error(err))...)
 		s.result(m, false, false)
 		return m.NextAttempt

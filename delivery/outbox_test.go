@@ -90,7 +90,7 @@ func (o *fakeOutbox) Delivered(m payment.Message) error {
 	return nil
 }
 
-func (o *fakeOutbox) Reschedule(m payment.Message) error {
+func (o *fakeOutbox) Reschedule(m payment.Message, seen time.Time) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	i, err := o.find(m.Seq)
@@ -98,7 +98,9 @@ func (o *fakeOutbox) Reschedule(m payment.Message) error {
 		return err
 	}
 	o.msgs[i].Attempts = m.Attempts
-	o.msgs[i].NextAttempt = m.NextAttempt
+	if !o.msgs[i].NextAttempt.IsZero() || seen.IsZero() {
+		o.msgs[i].NextAttempt = m.NextAttempt
+	}
 	o.msgs[i].LastError = m.LastError
 	o.rescheduled = append(o.rescheduled, m)
 	return nil

@@ -85,8 +85,10 @@ type Outbox interface {
 	Heads(limit int) ([]Message, error)
 	// Delivered removes m.
 	Delivered(m Message) error
-	// Reschedule stores m's new Attempts, NextAttempt and LastError.
-	Reschedule(m Message) error
+	// Reschedule stores m's new Attempts, NextAttempt and LastError. seen
+	// is the NextAttempt m had when its attempt began: if it was cleared
+	// since (an operator asked for m now), m stays due now.
+	Reschedule(m Message, seen time.Time) error
 	// Kill moves m to the dead letters, kept for inspection and replay.
 	Kill(m Message) error
 	// Enqueued is signalled (without blocking) after every commit that

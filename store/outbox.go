@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -110,7 +111,11 @@ func (s *Store) Delivered(m payment.Message) error {
 // Reschedule stores m's Attempts, NextAttempt and LastError; the rest of the
 // stored message is kept as it was enqueued. It returns payment.ErrNotFound
 // if m is no longer queued.
-func (s *Store) Reschedule(m payment.Message) error {
+//
+// seen is the NextAttempt m had when its attempt began. If the stored one
+// has become zero since, an operator asked for m now (Replay) while the
+// attempt was under way: that request stands, and m stays due now.
+func (s *Store) Reschedule(m payment.Message, seen time.Time) error {
 	if err := validQueue(&m); err != nil {
 		return err
 	}
@@ -120,7 +125,11 @@ func (s *Store) Reschedule(m payment.Message) error {
 		if err != nil {
 			return err
 		}
+		askedForNow := stored.NextAttempt.IsZero() && !seen.IsZero()
 		retried(stored, &m)
+		if askedForNow {
+			stored.NextAttempt = time.Time{}
+		}
 		return setJSON(txn, k, stored)
 	})
 }

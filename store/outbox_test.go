@@ -56,7 +56,7 @@ func TestOutboxQueues(t *testing.T) {
 	// Reschedule persists the retry state; the head stays the head.
 	b1 := heads[0]
 	b1.Attempts, b1.NextAttempt, b1.LastError = 3, t0.Add(time.Hour), "503 from platform"
-	if err := s.Reschedule(b1); err != nil {
+	if err := s.Reschedule(b1, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	heads, _ = s.Heads(10)
@@ -81,7 +81,7 @@ func TestOutboxQueues(t *testing.T) {
 	if d := dead[0]; string(d.Body) != "b1" || !d.Dead || d.Attempts != 4 || d.Seq != b1.Seq {
 		t.Errorf("dead letter: %+v", d)
 	}
-	if err := s.Reschedule(b1); !errors.Is(err, payment.ErrNotFound) {
+	if err := s.Reschedule(b1, time.Time{}); !errors.Is(err, payment.ErrNotFound) {
 		t.Errorf("rescheduling a dead message: got %v, want ErrNotFound", err)
 	}
 

@@ -107,7 +107,7 @@ func TestReplayLiveMessageIsDueNow(t *testing.T) {
 		}
 	}
 	b2.Attempts, b2.NextAttempt, b2.LastError = 3, t0.Add(time.Hour), "timeout"
-	if err := s.Reschedule(b2); err != nil {
+	if err := s.Reschedule(b2, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	drain(s)
@@ -137,6 +137,48 @@ func TestReplayLiveMessageIsDueNow(t *testing.T) {
 	}
 	if p, d := counts(t, s); p != 3 || d != 0 {
 		t.Errorf("counts: pending %d dead %d, want 3 0", p, d)
+	}
+}
+
+// An operator's "retry now" that comes while an attempt of the message is
+// under way must not be undone when that attempt fails and reschedules it.
+func TestReplayLiveDuringAttemptStands(t *testing.T) {
+	s, _ := openTemp(t)
+	enqueue(t, s, msg("a", "a1"))
+	heads, err := s.Heads(10)
+	if err != nil || len(heads) != 1 {
+		t.Fatalf("heads %+v, %v", heads, err)
+	}
+	m := heads[0]
+	m.Attempts, m.NextAttempt, m.LastError = 1, t0.Add(time.Second), "timeout"
+	if err := s.Reschedule(m, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	// The second attempt begins; the operator asks for the message now;
+	// the attempt fails and reschedules it.
+	if _, err := s.Replay(m.Seq, t0.Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	m.Attempts, m.NextAttempt, m.LastError = 2, t0.Add(time.Hour), "timeout again"
+	if err := s.Reschedule(m, t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	heads, _ = s.Heads(10)
+	if h := heads[0]; !h.NextAttempt.IsZero() || h.Attempts != 2 || h.LastError != "timeout again" {
+		t.Fatalf("after the failed attempt: %+v, want due now with 2 attempts and the last error", h)
+	}
+	// The next attempt, begun while it was due now, fails: its schedule
+	// is kept, and so is the one after it.
+	m.Attempts, m.NextAttempt = 3, t0.Add(2*time.Hour)
+	if err := s.Reschedule(m, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	m.Attempts, m.NextAttempt = 4, t0.Add(3*time.Hour)
+	if err := s.Reschedule(m, t0.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if heads, _ = s.Heads(10); !heads[0].NextAttempt.Equal(t0.Add(3 * time.Hour)) {
+		t.Fatalf("NextAttempt %v, want the attempt's %v", heads[0].NextAttempt, t0.Add(3*time.Hour))
 	}
 }
 
