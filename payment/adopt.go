@@ -63,7 +63,7 @@ func (e *Engine) adopt(ctx context.Context, req Request, rec *IdempotencyRecord,
 		if !done {
 			return tx.DeleteIdempotency(req.Key)
 		}
-		return tx.PutIdempotency(&IdempotencyRecord{Key: req.Key, Done: true, PaymentID: p.ID, TxID: t.ID, Answer: ans, Amount: req.Amount, CreatedAt: now})
+		return tx.PutIdempotency(&IdempotencyRecord{Key: req.Key, Done: true, PaymentID: p.ID, TxID: t.ID, Answer: ans, Amount: req.Amount, Currency: p.Currency, CreatedAt: now})
 	})
 	if err == nil && adopted {
 		e.Kick()

@@ -265,7 +265,20 @@ func (e *Engine) do(ctx context.Context, req Request, render Render) (Answer, Ve
 // answering it with the first call's outcome would tell the platform that
 // an operation of its amount was done.
 func reusedFor(rec *IdempotencyRecord, req Request) *Error {
+	if refusal := currencyReused(rec.Currency, req.Currency); refusal != nil {
+		return refusal
+	}
 	return keyReused(rec.Amount, req.Amount)
+}
+
+// currencyReused refuses a call in currency under a key first used in
+// first ("": not known, or the call does not say).
+func currencyReused(first, currency string) *Error {
+	if first == "" || currency == "" || first == currency {
+		return nil
+	}
+	return newError(KindInvalidRequest, CodeIdempotencyKeyReused, fmt.Sprintf(
+		"this idempotency key was first used for a payment in %s; a call in %s needs a key of its own", first, currency))
 }
 
 // keyReused refuses a call for amount under a key first used for first
@@ -290,11 +303,15 @@ func keyReused(first, amount int64) *Error {
 //     voided), so t gets a key of its own: under the old one the PSP would
 //     answer with the voided authorization, or replay a decline.
 func pspKeyFor(tx Tx, p *Payment, t *Transaction) (*Error, error) {
-	var earlier []*Transaction
+	type attempt struct {
+		tx       *Transaction
+		currency string
+	}
+	var earlier []attempt
 	collect := func(q *Payment) {
 		for _, o := range q.Txs {
 			if o != t && o.PSPKey == t.PSPKey {
-				earlier = append(earlier, o)
+				earlier = append(earlier, attempt{o, q.Currency})
 			}
 		}
 	}
@@ -317,11 +334,14 @@ func pspKeyFor(tx Tx, p *Payment, t *Transaction) (*Error, error) {
 	}
 	standing := false
 	for _, o := range earlier {
-		if !live(o) {
+		if !live(o.tx) {
 			continue
 		}
 		standing = true
-		if refusal := keyReused(o.Amount, t.Amount); refusal != nil {
+		if refusal := currencyReused(o.currency, p.Currency); refusal != nil {
+			return refusal, nil
+		}
+		if refusal := keyReused(o.tx.Amount, t.Amount); refusal != nil {
 			return refusal, nil
 		}
 	}
@@ -373,7 +393,7 @@ func (e *Engine) idempotency(ctx context.Context, key string) (*IdempotencyRecor
 func (e *Engine) remember(ctx context.Context, req Request, p *Payment, t *Transaction, ans Answer) error {
 	return e.store.Update(ctx, func(tx Tx) error {
 		return tx.PutIdempotency(&IdempotencyRecord{
-			Key: req.Key, Done: true, PaymentID: p.ID, TxID: t.ID, Answer: ans, Amount: req.Amount, CreatedAt: e.now(),
+			Key: req.Key, Done: true, PaymentID: p.ID, TxID: t.ID, Answer: ans, Amount: req.Amount, Currency: p.Currency, CreatedAt: e.now(),
 		})
 	})
 }
@@ -444,7 +464,7 @@ func (e *Engine) begin(ctx context.Context, req Request, lockID string) (p *Paym
 		if err := tx.PutPayment(p); err != nil {
 			return err
 		}
-		return tx.PutIdempotency(&IdempotencyRecord{Key: req.Key, PaymentID: p.ID, TxID: t.ID, Amount: req.Amount, CreatedAt: now})
+		return tx.PutIdempotency(&IdempotencyRecord{Key: req.Key, PaymentID: p.ID, TxID: t.ID, Amount: req.Amount, Currency: p.Currency, CreatedAt: now})
 	})
 	if err != nil || refusal != nil || noop != nil {
 		e.inflight.release(t.ID)
@@ -474,7 +494,7 @@ func (e *Engine) settleCommand(tx Tx, p *Payment, t, done *Transaction, refusal 
 	if err := tx.PutPayment(p); err != nil {
 		return err
 	}
-	return tx.PutIdempotency(&IdempotencyRecord{Key: t.IdempotencyKey, Done: true, PaymentID: p.ID, TxID: t.ID, Amount: asked, CreatedAt: now})
+	return tx.PutIdempotency(&IdempotencyRecord{Key: t.IdempotencyKey, Done: true, PaymentID: p.ID, TxID: t.ID, Amount: asked, Currency: p.Currency, CreatedAt: now})
 }
 
 // checkRequest refuses what no payment state could make valid. Platforms
@@ -695,7 +715,7 @@ func (e *Engine) finish(ctx context.Context, req Request, paymentID, txID string
 		if t.State == Failed && t.Command == nil {
 			return tx.DeleteIdempotency(req.Key)
 		}
-		return tx.PutIdempotency(&IdempotencyRecord{Key: req.Key, Done: true, PaymentID: p.ID, TxID: t.ID, Answer: ans, Amount: req.Amount, CreatedAt: now})
+		return tx.PutIdempotency(&IdempotencyRecord{Key: req.Key, Done: true, PaymentID: p.ID, TxID: t.ID, Answer: ans, Amount: req.Amount, Currency: p.Currency, CreatedAt: now})
 	})
 	if err == nil && out.Tx != nil && out.Tx.Open() {
 		e.Kick()

@@ -283,6 +283,37 @@ func TestKeyReusedForAnotherAmountIsRefused(t *testing.T) {
 	}
 }
 
+// A repeat under the same key for the same number in another currency is
+// another call: answering it with the first one's outcome would tell the
+// platform that 1000 JPY was authorized when 1000 EUR was. It is refused,
+// whether the first call finished or may still stand at the PSP.
+func TestKeyReusedInAnotherCurrencyIsRefused(t *testing.T) {
+	h := newHarness(t)
+	a := h.authorized("auth", "tok_visa_4242", 1000)
+	inJPY := payment.Request{Kind: payment.Authorize, Key: "auth", SourceToken: "tok_visa_4242", Amount: 1000, Currency: "JPY"}
+	if r := h.do(inJPY); r.Status != 400 || r.body.Code != payment.CodeIdempotencyKeyReused {
+		t.Errorf("the finished call's key, in JPY: %d %s", r.Status, r.Body)
+	}
+	c := h.capture("cap", a.body.Token, 1000)
+	wantStatus(t, c, 200)
+	if r := h.do(payment.Request{Kind: payment.Capture, Key: "cap", Token: a.body.Token, Amount: 1000, Currency: "JPY"}); r.Status != 400 || r.body.Code != payment.CodeIdempotencyKeyReused {
+		t.Errorf("the capture's key, in JPY: %d %s", r.Status, r.Body)
+	}
+
+	// The answer of an authorization is lost: it may stand at the PSP.
+	h.loseAnswers()
+	lost := payment.Request{Kind: payment.Authorize, Key: "lost", SourceToken: "tok_visa_2468", Amount: 700, Currency: "EUR", Policy: slow}
+	wantRefusal(t, h.do(lost), payment.KindUnavailable, payment.CodeGatewayUnavailable)
+	h.gw.setExecute(nil)
+	lost.Currency = "JPY"
+	if r := h.do(lost); r.Status != 400 || r.body.Code != payment.CodeIdempotencyKeyReused {
+		t.Errorf("the uncertain call's key, in JPY: %d %s", r.Status, r.Body)
+	}
+	if n := len(h.ledgerOps("authorize")); n != 2 {
+		t.Errorf("%d authorizations at the PSP, want 2 (the first and the lost one)", n)
+	}
+}
+
 // A decline is not remembered: the repeat is a new attempt. Nothing stands at
 // the PSP under the first attempt's key, so the repeat gets a key of its own:
 // under the same key a PSP that keeps its answers (Stripe keeps a decline's)

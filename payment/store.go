@@ -46,7 +46,10 @@ type IdempotencyRecord struct {
 	// Amount is what the first call asked for (0: none, or the whole). A
 	// repeat that asks for another amount is refused, not answered with
 	// the first call's outcome as if it were its own.
-	Amount    int64     `json:"amount,omitempty"`
+	Amount int64 `json:"amount,omitempty"`
+	// Currency is the first call's payment's: a repeat in another currency
+	// is refused like one for another amount.
+	Currency  string    `json:"currency,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 }
 

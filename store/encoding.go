@@ -196,6 +196,7 @@ func encodeIdempotency(r *payment.IdempotencyRecord) ([]byte, error) {
 	e.bytes(r.Answer.Body)
 	e.int(r.Amount)
 	e.time(r.CreatedAt)
+	e.string(r.Currency)
 	return e.b, e.err
 }
 
@@ -215,6 +216,10 @@ func decodeIdempotency(b []byte, r *payment.IdempotencyRecord) error {
 	r.Answer.Body = d.bytes()
 	r.Amount = d.int()
 	r.CreatedAt = d.time()
+	// Records written before the currency was kept end here.
+	if !d.atEnd() {
+		r.Currency = d.string()
+	}
 	return d.end()
 }
 
@@ -357,6 +362,8 @@ func (d *decoder) time() time.Time {
 	}
 	return t
 }
+
+func (d *decoder) atEnd() bool { return d.err == nil && d.i == len(d.s) }
 
 func (d *decoder) end() error {
 	if d.err == nil && d.i != len(d.s) {

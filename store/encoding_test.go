@@ -267,3 +267,25 @@ func BenchmarkPaymentCodec(b *testing.B) {
 		})
 	}
 }
+
+// Idempotency records written before the currency was kept end after
+// CreatedAt; they still decode, with no currency.
+func TestIdempotencyRecordWithoutCurrency(t *testing.T) {
+	r := &payment.IdempotencyRecord{Key: "k", Done: true, PaymentID: "pay_1", TxID: "tx_1",
+		Answer: payment.Answer{Status: 200, Body: []byte(`{"ok":true}`)}, Amount: 500,
+		CreatedAt: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
+	b, err := encodeIdempotency(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b[len(b)-1] != 0 {
+		t.Fatalf("an empty currency should end the value with a zero length, got %x", b[len(b)-1])
+	}
+	var got payment.IdempotencyRecord
+	if err := decodeIdempotency(b[:len(b)-1], &got); err != nil {
+		t.Fatalf("decoding a record without its currency: %v", err)
+	}
+	if !reflect.DeepEqual(&got, r) {
+		t.Fatalf("decoded %+v, want %+v", got, *r)
+	}
+}
