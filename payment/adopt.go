@@ -14,6 +14,30 @@ import (
 func (e *Engine) adopt(ctx context.Context, req Request, rec *IdempotencyRecord, render Render) (ans Answer, out Verdict, adopted bool, err error) {
 	err = e.updatePayment(ctx, rec.PaymentID, func(tx Tx) error {
 		adopted = false
+		// rec was read before the payment's lock was taken: the
+		// reconciler may have finished the call since. A command it
+		// failed is answered by its notification and must not run again.
+		cur, err := tx.Idempotency(req.Key)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return nil
+		case err != nil:
+			return err
+		case cur.Done:
+			adopted = true
+			if refusal := reusedFor(cur, req); refusal != nil {
+				p, err := tx.Payment(cur.PaymentID)
+				if err != nil && !errors.Is(err, ErrNotFound) {
+					return err
+				}
+				out = Verdict{Payment: p, Err: refusal}
+				ans = render(out)
+				return nil
+			}
+			ans = cur.Answer
+			return nil
+		}
+		rec = cur
 		p, err := tx.Payment(rec.PaymentID)
 		if errors.Is(err, ErrNotFound) {
 			return tx.DeleteIdempotency(req.Key)
