@@ -30,6 +30,11 @@ type runtime struct {
 	// current is the newest started config: gateways, handler names, URLs
 	// and secrets are looked up in it at the moment they are used.
 	current atomic.Pointer[App]
+	// started are the configs started and not yet stopped, oldest first. A
+	// reload that fails after this app started stops the new config, and
+	// the one still running must become current again.
+	startedMu sync.Mutex
+	started   []*App
 
 	// Requests in flight hold the store open: Caddy stops an old config
 	// without waiting for its requests, and a request whose PSP call went
@@ -127,13 +132,35 @@ func (rt *runtime) Destruct() error {
 }
 
 func (rt *runtime) serve(a *App) {
+	rt.startedMu.Lock()
+	rt.started = append(rt.started, a)
 	rt.current.Store(a)
+	rt.startedMu.Unlock()
 	rt.engine.Kick()
 	rt.worker.Kick()
 }
 
-// leave forgets a stopping config unless a newer one already took over.
-func (rt *runtime) leave(a *App) { rt.current.CompareAndSwap(a, nil) }
+// leave forgets a stopping config. The newest config still running becomes
+// current: after a normal reload that is the new one already; after a
+// reload that failed (Caddy stops the new config and keeps the old), it is
+// the old one again.
+func (rt *runtime) leave(a *App) {
+	rt.startedMu.Lock()
+	for i, s := range rt.started {
+		if s == a {
+			rt.started = append(rt.started[:i], rt.started[i+1:]...)
+			break
+		}
+	}
+	if n := len(rt.started); n > 0 {
+		rt.current.Store(rt.started[n-1])
+	} else {
+		rt.current.Store(nil)
+	}
+	rt.startedMu.Unlock()
+	rt.engine.Kick()
+	rt.worker.Kick()
+}
 
 // Gateway implements payment.GatewayResolver over the live config.
 func (rt *runtime) Gateway(name string) (payment.Gateway, bool) {
