@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -280,4 +281,12 @@ func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
 		return 0, d.Errf("%s: bad duration %q", opt, v)
 	}
 	return caddy.Duration(dur), nil
+}
+
+// httpURL reports whether s is an absolute http(s) URL with a host: every
+// URL paybridge sends to is one, and a wrong one would only show as
+// deliveries failing until max_age.
+func httpURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }

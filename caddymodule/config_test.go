@@ -256,6 +256,15 @@ func TestConfigErrors(t *testing.T) {
 		{"missing callback_url", func(t *testing.T) string {
 			return clConfig(t, sandboxGW, "shared_secret s")
 		}, []string{"callback_url"}},
+		{"callback_url not a URL", func(t *testing.T) string {
+			return clConfig(t, sandboxGW, "shared_secret s\n\t\t\tcallback_url not-a-url")
+		}, []string{"callback_url", "http(s)"}},
+		{"callback_url without a scheme", func(t *testing.T) string {
+			return clConfig(t, sandboxGW, "shared_secret s\n\t\t\tcallback_url cl.example/cb")
+		}, []string{"callback_url", "http(s)"}},
+		{"callback_url over ftp", func(t *testing.T) string {
+			return clConfig(t, sandboxGW, "shared_secret s\n\t\t\tcallback_url ftp://cl.example/cb")
+		}, []string{"callback_url", "http(s)"}},
 		{"callback_url from an unset variable", func(t *testing.T) string {
 			return clConfig(t, sandboxGW, "shared_secret s\n\t\t\tcallback_url {env.PAYBRIDGE_TEST_UNSET_SECRET}")
 		}, []string{"callback_url"}},

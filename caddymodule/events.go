@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -62,8 +61,7 @@ func (c *EventsConfig) provision() ([]payment.Listener, map[string]*EventEndpoin
 	var listeners []payment.Listener
 	for i, ep := range c.Endpoints {
 		ep.url = repl.ReplaceAll(ep.URL, "")
-		u, err := url.Parse(ep.url)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if !httpURL(ep.url) {
 			return nil, nil, fmt.Errorf("events endpoint %d: the URL must be an absolute http(s) URL", i+1)
 		}
 		var values []string
@@ -135,15 +133,17 @@ func parseEvents(d *caddyfile.Dispenser) (*EventsConfig, error) {
 					return nil, d.ArgErr()
 				}
 			case "secret":
-				ep.Secrets = append(ep.Secrets, d.RemainingArgs()...)
-				if len(ep.Secrets) == 0 {
-					return nil, d.ArgErr()
+				values, err := listArg(d)
+				if err != nil {
+					return nil, err
 				}
+				ep.Secrets = append(ep.Secrets, values...)
 			case "types":
-				ep.Types = append(ep.Types, d.RemainingArgs()...)
-				if len(ep.Types) == 0 {
-					return nil, d.ArgErr()
+				values, err := listArg(d)
+				if err != nil {
+					return nil, err
 				}
+				ep.Types = append(ep.Types, values...)
 				for _, t := range ep.Types {
 					if !eventTypes[t] {
 						return nil, d.Errf("unknown event type %q", t)

@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -1154,6 +1155,20 @@ func TestEventsSecretRotation(t *testing.T) {
 		}
 		if v1[0] == v1[1] {
 			t.Errorf("arrival #%d: both v1 values are equal", a.n)
+		}
+	}
+}
+
+// A `secret` or `types` line without values is a mistake even after a line
+// that gave some: it is refused where it is, not taken as nothing.
+func TestEventsBareListLineRefused(t *testing.T) {
+	adapter := caddyconfig.GetAdapter("caddyfile")
+	for _, line := range []string{"secret", "types"} {
+		events := "events {\n\t\t\tendpoint https://erp.example/hook {\n\t\t\t\tsecret s1\n\t\t\t\ttypes PaymentAuthorized\n\t\t\t\t" + line + "\n\t\t\t}\n\t\t}"
+		cfg := clConfig(t, sandboxGW+"\n\t\t"+events, "shared_secret s\n\t\t\tcallback_url http://127.0.0.1:1/cb")
+		_, _, err := adapter.Adapt([]byte(cfg), map[string]any{"filename": "Caddyfile"})
+		if err == nil || !strings.Contains(err.Error(), "Caddyfile:") {
+			t.Errorf("a bare %q line: %v, want an error naming its line", line, err)
 		}
 	}
 }

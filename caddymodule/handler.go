@@ -146,6 +146,9 @@ func (c *CommerceLayerConfig) build(ctx caddy.Context, app *App) (*handlers.Comm
 	if callback == "" {
 		return nil, fmt.Errorf("callback_url is required: the gateway's webhook endpoint URL at Commerce Layer, where asynchronous results go")
 	}
+	if !httpURL(callback) {
+		return nil, fmt.Errorf("callback_url must be an absolute http(s) URL, e.g. https://core.commercelayer.io/...")
+	}
 	gateway, err := app.resolveGateway(c.Gateway)
 	if err != nil {
 		return nil, err

@@ -144,8 +144,8 @@ func (c *MagentoConfig) busClient() (*busClient, error) {
 		delegate = bus + "/delegate/oms"
 	}
 	for _, u := range []struct{ opt, v string }{{"bus_url", bus}, {"delegate_url", delegate}, {"oauth_token_url", tokenURL}} {
-		if !strings.HasPrefix(u.v, "http://") && !strings.HasPrefix(u.v, "https://") {
-			return nil, fmt.Errorf("%s must be an http(s) URL", u.opt)
+		if !httpURL(u.v) {
+			return nil, fmt.Errorf("%s must be an absolute http(s) URL", u.opt)
 		}
 	}
 	return &busClient{

@@ -115,8 +115,8 @@ func (c *OpenfrontConfig) build(ctx caddy.Context, app *App) (*openfrontHandler,
 
 func (c *OpenfrontRelayConfig) build(repl *caddy.Replacer) (*handlers.OpenfrontRelay, error) {
 	url := repl.ReplaceAll(c.GraphQLURL, "")
-	if !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://") {
-		return nil, fmt.Errorf("graphql_url must be an http(s) URL, e.g. https://shop.example.com/api/graphql")
+	if !httpURL(url) {
+		return nil, fmt.Errorf("graphql_url must be an absolute http(s) URL, e.g. https://shop.example.com/api/graphql")
 	}
 	id := repl.ReplaceAll(c.ProviderID, "")
 	if id == "" {
