@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/paybridge/caddy-paybridge/handlers"
 	"github.com/paybridge/caddy-paybridge/payment"
 )
 
@@ -146,16 +147,28 @@ func (a *adminAPI) payment(w http.ResponseWriter, r *http.Request, id string) er
 }
 
 // paymentView is a copy of p safe to show: the payment source token (a PSP
-// credential) is masked, and a platform command's copy of its payment
-// struct (card and bank details) is left out. Transaction tokens are the
-// platform's to see.
+// credential) is masked wherever it appears (Magento's gateway key is also
+// the authorization's reference and part of its keys), and a platform
+// command's copy of its payment struct (card and bank details) is left
+// out. Transaction tokens are the platform's to see.
 func paymentView(p *payment.Payment) payment.Payment {
 	v := *p
+	hide := func(s string) string {
+		if p.SourceToken == "" || !strings.Contains(s, p.SourceToken) {
+			return s
+		}
+		return strings.ReplaceAll(s, p.SourceToken, maskToken(p.SourceToken))
+	}
 	v.SourceToken = maskToken(p.SourceToken)
+	v.Aliases = make([]string, len(p.Aliases))
+	for i, a := range p.Aliases {
+		v.Aliases[i] = maskToken(a) // the gateway keys of re-authorizations
+	}
 	v.Txs = make([]*payment.Transaction, len(p.Txs))
 	for i, t := range p.Txs {
 		c := *t
 		c.Command = nil
+		c.PSPRef, c.PSPKey, c.IdempotencyKey = hide(t.PSPRef), hide(t.PSPKey), hide(t.IdempotencyKey)
 		v.Txs[i] = &c
 	}
 	return v
@@ -202,8 +215,38 @@ func newMessageView(m payment.Message) messageView {
 	// string rather than breaking the whole answer.
 	if !json.Valid(m.Body) {
 		v.Body, _ = json.Marshal(string(m.Body))
+	} else if m.Kind == handlers.PlatformMagento {
+		v.Body = redactMagento(v.Body)
 	}
 	return v
+}
+
+// redactMagento hides what a Magento notification echoes of its command's
+// payment that the operations API must not show, as paymentView does: the
+// card and bank details, and the gateway key (the payment source token).
+func redactMagento(body json.RawMessage) json.RawMessage {
+	var n map[string]any
+	if json.Unmarshal(body, &n) != nil {
+		return body
+	}
+	params, _ := n["params"].(map[string]any)
+	p, _ := params["payment"].(map[string]any)
+	if p == nil {
+		return body
+	}
+	if _, ok := p["method_details"]; ok {
+		p["method_details"] = "(hidden)"
+	}
+	for _, k := range []string{"gateway_key", "new_gateway_key"} {
+		if s, ok := p[k].(string); ok {
+			p[k] = maskToken(s)
+		}
+	}
+	out, err := json.Marshal(n)
+	if err != nil {
+		return body
+	}
+	return out
 }
 
 func (a *adminAPI) outbox(w http.ResponseWriter, r *http.Request) error {

@@ -412,3 +412,41 @@ func TestAdminCLI(t *testing.T) {
 		t.Error("outbox --state gone: no error")
 	}
 }
+
+// The operations API masks the payment source token wherever it shows up:
+// Magento's gateway key is also the authorization's reference and part of
+// its PSP and idempotency keys. A queued notification's echo of the
+// command's card and bank details is hidden too.
+func TestAdminHidesSourceTokenAndBankDetails(t *testing.T) {
+	e := newMibEnv(t, "")
+	e.bus.refuse.Store(1 << 20) // the notification stays queued
+	const key, iban = "tok_visa_secretsourcetoken1234", "DE89370400440532013000"
+	p := mibPayment(key, "10.00", "EUR", "op-admin-1")
+	p["method_details"] = map[string]any{"method": "sepa", "submethod": "sepa_direct_debit",
+		"bank": map[string]any{"account_holder_name": "Ada Lovelace", "iban": iban}}
+	e.accepted("capture", p)
+	var queued listed
+	if !waitUntil(5*time.Second, func() bool {
+		for _, m := range outbox(t, "pending") {
+			if strings.Contains(string(m.Body), "op-admin-1") {
+				queued = m
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatal("the capture's notification was not queued")
+	}
+	for _, secret := range []string{iban, key} {
+		if strings.Contains(string(queued.Body), secret) {
+			t.Errorf("the outbox shows %q: %s", secret, queued.Body)
+		}
+	}
+	body := string(adminDo(t, http.MethodGet, "/paybridge/payments/"+queued.PaymentID).Body)
+	if !strings.Contains(body, `"source_token":"tok_…1234"`) {
+		t.Fatalf("source token not masked: %s", body)
+	}
+	if n := strings.Count(body, key); n > 0 {
+		t.Errorf("the source token appears whole %d times: %s", n, body)
+	}
+}
