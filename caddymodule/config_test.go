@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -76,7 +77,7 @@ func TestAdaptCaddyfile(t *testing.T) {
 	}
 	wantGW := map[string]any{
 		"type": "sandbox", "async_delay": float64(2 * time.Second), "outage": float64(10 * time.Second),
-		"public_url": "http://localhost:9080/psp/default", "webhook_secret": "{env.SANDBOX_WEBHOOK_SECRET}",
+		"public_url": "http://localhost:9080/psp/default", "webhook_secrets": []any{"{env.SANDBOX_WEBHOOK_SECRET}"},
 		"ledger": "/tmp/paybridge-ledger",
 	}
 	if !reflect.DeepEqual(gw, wantGW) {
@@ -432,4 +433,44 @@ func TestConfigMissingRequiredOptionNamesLine(t *testing.T) {
 	t.Run("shared_secret", func(t *testing.T) {
 		assertLoadError(t, clConfig(t, sandboxGW, "callback_url http://127.0.0.1:1/cb"), "shared_secret", "Caddyfile:")
 	})
+}
+
+// webhook_secret takes several values, so the sandbox's secret can be
+// rotated: the first signs, all verify. A JSON config written with the
+// single webhook_secret field keeps working.
+func TestSandboxWebhookSecretRotation(t *testing.T) {
+	out := adaptCaddyfile(t, clConfig(t, "gateway default sandbox {\n\t\t\twebhook_secret new-secret old-secret\n\t\t}",
+		"shared_secret s\n\t\t\tcallback_url http://127.0.0.1:1/cb"))
+	var cfg struct {
+		Apps struct {
+			Paybridge App `json:"paybridge"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		raw  []byte
+		want []string
+	}{
+		{"Caddyfile", cfg.Apps.Paybridge.GatewaysRaw["default"], []string{"new-secret", "old-secret"}},
+		{"older JSON", []byte(`{"type":"sandbox","webhook_secret":"only-secret"}`), []string{"only-secret"}},
+	} {
+		var g SandboxGateway
+		if err := json.Unmarshal(c.raw, &g); err != nil {
+			t.Fatalf("%s: %v (%s)", c.name, err, c.raw)
+		}
+		if err := g.Provision(caddy.Context{}); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		var got []string
+		for _, s := range g.WebhookSecrets() {
+			got = append(got, string(s))
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s: secrets %q, want %q", c.name, got, c.want)
+		}
+		g.Cleanup()
+	}
 }

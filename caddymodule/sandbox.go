@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -10,7 +11,6 @@ import (
 
 	"github.com/paybridge/caddy-paybridge/adapters/sandbox"
 	"github.com/paybridge/caddy-paybridge/payment"
-	"github.com/paybridge/caddy-paybridge/signature"
 )
 
 func init() {
@@ -27,7 +27,13 @@ type SandboxGateway struct {
 	Outage caddy.Duration `json:"outage,omitempty"`
 	// PublicURL is where the gateway's own routes are reachable.
 	PublicURL string `json:"public_url,omitempty"`
-	// WebhookSecret signs the sandbox's PSP events (placeholders allowed).
+	// Secrets (webhook_secret in the Caddyfile) sign the sandbox's PSP
+	// events and verify them where they come back (Openfront's
+	// handle-webhook): the first signs, all verify, so a secret can be
+	// rotated. Placeholders allowed.
+	Secrets []string `json:"webhook_secrets,omitempty"`
+	// WebhookSecret is a single webhook secret, as configs written before
+	// webhook_secrets gave it; it goes after them.
 	WebhookSecret string `json:"webhook_secret,omitempty"`
 	// Ledger, when set, is a file where the sandbox appends one fsynced
 	// line per operation it executes, to prove nothing ran twice.
@@ -50,7 +56,7 @@ func (SandboxGateway) CaddyModule() caddy.ModuleInfo {
 // creates a second one beside the first is harmless.
 func (g *SandboxGateway) Provision(ctx caddy.Context) error {
 	repl := caddy.NewReplacer()
-	g.secrets = signature.Secrets(repl.ReplaceAll(g.WebhookSecret, ""))
+	g.secrets = replacedSecrets(repl, append(slices.Clone(g.Secrets), g.WebhookSecret))
 	g.publicURL = strings.TrimRight(repl.ReplaceAll(g.PublicURL, ""), "/")
 	s, err := sandbox.New(sandbox.Config{
 		AsyncDelay: time.Duration(g.AsyncDelay),
@@ -96,6 +102,14 @@ func (g *SandboxGateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	for d.NextBlock(0) {
 		opt := d.Val()
+		if opt == "webhook_secret" {
+			values, err := listArg(d)
+			if err != nil {
+				return err
+			}
+			g.Secrets = append(g.Secrets, values...)
+			continue
+		}
 		var arg string
 		if !d.Args(&arg) || d.NextArg() {
 			return d.Errf("%s takes exactly one value", opt)
@@ -116,8 +130,6 @@ func (g *SandboxGateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("public_url must be an http(s) URL")
 			}
 			g.PublicURL = arg
-		case "webhook_secret":
-			g.WebhookSecret = arg
 		case "ledger":
 			g.Ledger = arg
 		default:
