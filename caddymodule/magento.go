@@ -213,9 +213,11 @@ func oauthProblem(err error) string {
 func (h *magentoHandler) destination(m payment.Message) (delivery.Destination, bool) {
 	header, err := h.bus.auth.header()
 	if err != nil {
-		// Delivered later: the attempt fails and is retried with backoff.
-		header = http.Header{}
+		// Not sent without its token: the notification echoes the
+		// command's payment, card and bank details included. The attempt
+		// fails and is retried with backoff.
 		h.logger.Warn("magento: no OAuth token for a notification; it waits", zap.String("handler", h.Name), zap.String("error", err.Error()))
+		return delivery.Destination{NotNow: "no OAuth access token: " + err.Error()}, true
 	}
 	return delivery.Destination{URL: h.bus.delegate, Header: header, Reauthorize: h.bus.auth.refresh, Check: handlers.CheckJSONRPC}, true
 }

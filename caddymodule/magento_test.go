@@ -42,6 +42,8 @@ type fakeBus struct {
 	refusals      int       // delegate calls refused
 
 	refuse    atomic.Int32 // refuse this many delegate calls (503)
+	tokenDown atomic.Bool  // the token endpoint answers 503
+	anonymous atomic.Int32 // delegate calls without an Authorization header
 	rpcErrors atomic.Int32 // then answer this many with a JSON-RPC error
 }
 
@@ -63,6 +65,10 @@ func newFakeBus(t *testing.T) *fakeBus {
 }
 
 func (b *fakeBus) token(w http.ResponseWriter, r *http.Request) {
+	if b.tokenDown.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
 	id, secret, ok := r.BasicAuth()
 	if !ok {
 		_ = r.ParseForm()
@@ -123,6 +129,9 @@ func (b *fakeBus) register(w http.ResponseWriter, r *http.Request) {
 }
 
 func (b *fakeBus) delegate(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Authorization") == "" {
+		b.anonymous.Add(1)
+	}
 	tok, ok := b.authorized(r)
 	raw, _ := io.ReadAll(r.Body)
 	if !ok {
@@ -698,5 +707,32 @@ func TestMagentoRevalidationReauthorizes(t *testing.T) {
 	e.accepted("revalidate", mibPayment("tok_visa_rv", "5.00", "EUR", "op-rv-5"))
 	if p := e.waitNotification("op-rv-5", "notify_revalidated"); p["new_gateway_key"] != nil {
 		t.Fatalf("new_gateway_key %v for an authorization that holds", p["new_gateway_key"])
+	}
+}
+
+// A notification echoes the command's payment, card and bank details
+// included: while no OAuth token can be had, it is not sent at all (not
+// sent without one to draw a 401), and it goes out once a token comes.
+func TestMagentoNotificationWaitsForItsToken(t *testing.T) {
+	e := newMibEnv(t, "")
+	e.bus.tokenDown.Store(true)
+	e.accepted("capture", mibPayment("tok_visa_mibtoken", "3.00", "EUR", "op-token-1"))
+	if !waitUntil(5*time.Second, func() bool {
+		for _, m := range outbox(t, "pending") {
+			if m.Attempts > 0 && strings.Contains(m.LastError, "OAuth") {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatal("the notification was not held back for its token")
+	}
+	if n := e.bus.anonymous.Load(); n > 0 {
+		t.Fatalf("%d notifications sent without an access token", n)
+	}
+	e.bus.tokenDown.Store(false)
+	e.waitNotification("op-token-1", "notify_captured")
+	if n := e.bus.anonymous.Load(); n > 0 {
+		t.Fatalf("%d notifications sent without an access token", n)
 	}
 }

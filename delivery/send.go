@@ -39,6 +39,9 @@ func (s *settings) send(ctx context.Context, m payment.Message) outcome {
 	if !ok {
 		return outcome{err: "destination not configured"}
 	}
+	if dest.NotNow != "" {
+		return outcome{err: truncate(dest.NotNow)}
+	}
 	rctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	body := m.Body

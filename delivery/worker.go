@@ -29,6 +29,10 @@ type Destination struct {
 	// delivered, for protocols that report failure inside a 200 (a JSON-RPC
 	// error, GraphQL errors).
 	Check func(body []byte) error
+	// NotNow, when set, says why m cannot be sent yet (no access token to
+	// send it with): nothing is sent, and the attempt fails with it and is
+	// retried with backoff.
+	NotNow string
 }
 
 // Resolver returns the destination of m in the live config. ok is false when
