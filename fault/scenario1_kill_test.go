@@ -325,6 +325,7 @@ func TestKill9UnderLoad(t *testing.T) {
 		}
 	}
 	dups := checkNoDoubleExecution(t, entries)
+	unbooked := checkLedgerBooked(t, c, entries)
 	explainDoubleExecutions(t, c, entries, kills, readies)
 	l.probs.report(t, "client")
 	cb.check(t)
@@ -345,6 +346,7 @@ func TestKill9UnderLoad(t *testing.T) {
 	fig.set("payments", "%d", len(checked))
 	fig.set("ledger_lines", "%d", len(entries))
 	fig.set("double_executions", "%d", dups)
+	fig.set("unbooked_executions", "%d", unbooked)
 	fig.set("restarts", "%d", restarts)
 	fig.set("downtime", "%s", downtime.Round(time.Millisecond))
 	fig.set("callbacks_delivered", "%d", len(delivered))
