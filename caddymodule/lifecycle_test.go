@@ -416,3 +416,40 @@ func TestReloadDuringPSPRetries(t *testing.T) {
 		t.Errorf("a reload during the PSP call turned its answer into %s (after %s); want 200", r, r.Elapsed)
 	}
 }
+
+// The engine, the store and the delivery worker outlive a reload. Their
+// lines must go where the config now running says, not where the config
+// that opened the store said.
+func TestEngineLogFollowsReload(t *testing.T) {
+	dir := t.TempDir()
+	logA, logB := filepath.Join(dir, "a.log"), filepath.Join(dir, "b.log")
+	cb := newRecorder(t, http.StatusOK)
+	const secret = "log-secret"
+	cfg := func(file string) string {
+		return stdConfig(t, cfgParams{Storage: filepath.Join(dir, "store"), Secrets: []string{secret}, CallbackURL: cb.URL(),
+			Global: "log {\n\t\toutput file " + file + "\n\t\tlevel INFO\n\t}"})
+	}
+	authorize := func() {
+		t.Helper()
+		assertOK(t, post(t, clPath+"authorize", mustJSON(t, authorizeDoc("ep_"+uid(), "tok_visa_"+uid(), 1000)), secret), http.StatusOK)
+	}
+	lines := func(file string) int {
+		b, _ := os.ReadFile(file)
+		return strings.Count(string(b), `"msg":"payment operation"`)
+	}
+	startCaddy(t, cfg(logA))
+	authorize()
+	if !waitUntil(2*time.Second, func() bool { return lines(logA) == 1 }) {
+		t.Fatalf("%d operation lines in the first config's log, want 1", lines(logA))
+	}
+	if err := loadConfig(cfg(logB)); err != nil {
+		t.Fatal(err)
+	}
+	authorize()
+	if !waitUntil(2*time.Second, func() bool { return lines(logB) == 1 }) {
+		t.Fatalf("after the reload, %d operation lines in the new config's log (and %d in the old one's), want 1", lines(logB), lines(logA))
+	}
+	if n := lines(logA); n != 1 {
+		t.Errorf("%d operation lines in the old config's log after the reload, want still 1", n)
+	}
+}

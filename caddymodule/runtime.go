@@ -77,16 +77,16 @@ func releaseRuntime(dir string) error {
 }
 
 func openRuntime(a *App) (*runtime, error) {
-	logger := a.logger
-	st, err := store.Open(store.Options{Dir: a.storage, Logger: logger.Named("store")})
+	rt := &runtime{}
+	st, err := store.Open(store.Options{Dir: a.storage, Logger: rt.liveLogger(a.logger, "store")})
 	if err != nil {
 		return nil, err
 	}
-	rt := &runtime{store: st}
+	rt.store = st
 	rt.engine = payment.New(payment.Config{
 		Store:    st,
 		Gateways: rt,
-		Logger:   logger.Named("engine"),
+		Logger:   rt.liveLogger(a.logger, "engine"),
 		Settings: rt.settings,
 		Observer: metricsObserver{},
 	})
@@ -95,7 +95,7 @@ func openRuntime(a *App) (*runtime, error) {
 	rt.worker = &delivery.Worker{
 		Outbox:   st,
 		Resolve:  rt.resolve,
-		Logger:   logger.Named("delivery"),
+		Logger:   rt.liveLogger(a.logger, "delivery"),
 		OnResult: observeDelivery,
 		// Set when the store is opened: a reload that changes max_age or
 		// retry_backoff applies to the worker after a restart.
