@@ -579,7 +579,7 @@ func (e *Engine) loadFor(tx Tx, req Request, t *Transaction) (*Payment, *Transac
 	case Refund:
 		refusal = p.checkRefund(target, req.Amount)
 	case Validate, Revalidate:
-		refusal = p.checkValidate(target)
+		refusal = p.checkValidate(target, req.Kind)
 	case Void:
 		var done *Transaction
 		done, refusal = p.checkVoid(target)

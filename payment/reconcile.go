@@ -146,6 +146,7 @@ type step struct {
 	giveUp   string  // a code to fail with
 	verified bool    // a verification is over
 	executed bool    // it found the operation executed at the PSP
+	unknown  bool    // it gave up: the operation may have executed
 	note     string
 }
 
@@ -197,7 +198,12 @@ func (e *Engine) work(ctx context.Context, paymentID, txID string) {
 		case t.Verify:
 			if s.verified {
 				t.Verify = false
-				t.ExecutedAnyway = s.executed
+				switch {
+				case s.executed:
+					p.executedAnyway(t, now)
+				case s.unknown:
+					t.ExecutedAnyway = true // counted, not told: nobody knows
+				}
 				if s.note != "" {
 					t.Message = s.note
 				}
@@ -326,7 +332,7 @@ func (e *Engine) verify(ctx context.Context, gw Gateway, p *Payment, t *Transact
 		// refund the PSP may have done keeps its amount counted, so the
 		// payment's limits still hold until someone has looked.
 		unknown := t.Kind == Capture || t.Kind == Refund
-		return step{verified: true, executed: unknown, note: "not verified at the PSP in time; counted as executed until checked by hand"}
+		return step{verified: true, unknown: unknown, note: "not verified at the PSP in time; counted as executed until checked by hand"}
 	}
 	switch took, inFlight := e.superseded(ctx, p, t); {
 	case took:
@@ -361,6 +367,14 @@ func (e *Engine) verify(ctx context.Context, gw Gateway, p *Payment, t *Transact
 	e.timed(p.Gateway, string(Void), start)
 	if err != nil || vres.Outcome == OutcomePending {
 		return step{fault: errors.New("void at the PSP not done yet")}
+	}
+	if vres.Outcome == OutcomeDeclined {
+		// Asking again would get the same refusal: someone has to release
+		// the customer's funds at the PSP.
+		e.log.Error("the PSP refused to void an authorization the platform was told had failed; release it by hand",
+			zap.String("payment_id", p.ID), zap.String("tx_id", t.ID), zap.String("code", vres.Code),
+			zap.Int64("amount", t.Amount), zap.String("currency", p.Currency))
+		return step{verified: true, note: "authorized at the PSP after the platform was told it failed; the PSP refused to void it (" + vres.Code + "): release it by hand"}
 	}
 	e.log.Warn("voided an authorization the platform was told had failed",
 		zap.String("payment_id", p.ID), zap.String("tx_id", t.ID))

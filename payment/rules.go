@@ -104,9 +104,18 @@ func (p *Payment) checkVoid(target *Transaction) (done *Transaction, err *Error)
 }
 
 // checkValidate validates asking whether the authorization target holds.
-func (p *Payment) checkValidate(target *Transaction) *Error {
+// A revalidation may re-authorize at the PSP: two at once would make two
+// new authorizations, and the payment could keep only one.
+func (p *Payment) checkValidate(target *Transaction, kind Kind) *Error {
 	if target.Kind != Authorize {
 		return newError(KindInvalidState, CodeInvalidState, "validation needs an authorization")
+	}
+	if kind == Revalidate {
+		for _, t := range p.Txs {
+			if t.Kind == Revalidate && t.Parent == target.Token && (!t.State.Final() || t.Verify) {
+				return newError(KindInvalidState, CodeInvalidState, "a revalidation of this authorization is in progress")
+			}
+		}
 	}
 	if p.liveTx(Void) != nil {
 		return newError(KindInvalidState, CodeInvalidState, "the authorization was voided")
@@ -135,6 +144,18 @@ func (p *Payment) checkRefund(target *Transaction, amount int64) *Error {
 // apply moves t (a transaction of p) to state and updates p's totals, status
 // and events. Moving a transaction to the state it is in is a no-op, and a
 // final state is never left: a late PSP answer cannot undo a settled fact.
+// executedAnyway records that the PSP did t, a capture, refund or void,
+// after the platform was told it failed: the payment's totals and status
+// follow the PSP, and listeners hear of it like of any other.
+func (p *Payment) executedAnyway(t *Transaction, at time.Time) {
+	t.ExecutedAnyway = true
+	if t.State != Failed {
+		return
+	}
+	t.State, t.Code = Retrying, "" // not final, so apply makes the move
+	p.apply(t, Succeeded, at)
+}
+
 func (p *Payment) apply(t *Transaction, state TxState, at time.Time) {
 	if t.State == state || t.State.Final() {
 		return
