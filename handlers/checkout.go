@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -97,7 +98,7 @@ func (g *GatewayRoutes) serveCheckout(w http.ResponseWriter, r *http.Request, id
 		return
 	}
 	if !confirm {
-		writePage(w, http.StatusOK, newPageData(p, nil))
+		writePage(w, http.StatusOK, newPageData(p, nil, r.URL.Path))
 		return
 	}
 	token, msg := confirmToken(r)
@@ -106,9 +107,19 @@ func (g *GatewayRoutes) serveCheckout(w http.ResponseWriter, r *http.Request, id
 		return
 	}
 	sum := sha256.Sum256([]byte(token))
+	// The same confirmation sent again gets its first answer, but once the
+	// session's authorization has failed (a decline, also one that came
+	// after "pending"), paying again with the same card is a new attempt:
+	// the count of failed authorizations starts a new round of keys.
+	failed := 0
+	for _, t := range p.Txs {
+		if t.Kind == payment.Authorize && t.State == payment.Failed {
+			failed++
+		}
+	}
 	ans, err := engine.Do(r.Context(), payment.Request{
 		Kind: payment.Authorize, Platform: p.Platform, Handler: p.Handler, Gateway: g.Name,
-		Key:       "checkout|" + g.Name + "|" + p.ID + "|" + hex.EncodeToString(sum[:16]),
+		Key:       "checkout|" + g.Name + "|" + p.ID + "|" + strconv.Itoa(failed) + "|" + hex.EncodeToString(sum[:16]),
 		PaymentID: p.ID, SourceToken: token,
 		// A PSP that cannot be reached is retried in the background; the
 		// customer sees "pending" and the platform hears the outcome.
@@ -128,7 +139,7 @@ func (g *GatewayRoutes) serveCheckout(w http.ResponseWriter, r *http.Request, id
 	if q, err := engine.Payment(r.Context(), p.ID); err == nil {
 		p = q
 	}
-	writePage(w, ans.Status, newPageData(p, &res))
+	writePage(w, ans.Status, newPageData(p, &res, r.URL.Path))
 }
 
 func renderConfirm(v payment.Verdict) payment.Answer {

@@ -3,6 +3,7 @@ package handlers
 import (
 	"html/template"
 	"net/http"
+	"strings"
 
 	"github.com/paybridge/caddy-paybridge/payment"
 )
@@ -18,12 +19,15 @@ type pageData struct {
 	Payable bool
 	Choices []struct{ Token, Label string }
 	Result  *confirmAnswer
-	// FormAction is relative, so the page works behind any prefix: from
-	// …/checkout/{id} it is "{id}/confirm", from …/{id}/confirm "confirm".
+	// FormAction is relative, so the page works behind any prefix (also
+	// one a handle_path strips): from …/checkout/{id} it is "{id}/confirm",
+	// from …/{id}/confirm "confirm", and one level up when the page's own
+	// path ends in a slash, which the browser resolves against.
 	FormAction string
 }
 
-func newPageData(p *payment.Payment, res *confirmAnswer) pageData {
+func newPageData(p *payment.Payment, res *confirmAnswer, pagePath string) pageData {
+	slash := strings.HasSuffix(pagePath, "/")
 	return pageData{
 		Title:     "Pay " + payment.FormatDecimal(p.Amount, p.Currency) + " " + p.Currency,
 		PaymentID: p.ID,
@@ -34,10 +38,14 @@ func newPageData(p *payment.Payment, res *confirmAnswer) pageData {
 		Choices:   checkoutChoices,
 		Result:    res,
 		FormAction: func() string {
-			if res != nil {
+			switch {
+			case res == nil && !slash: // …/checkout/{id}
+				return p.ID + "/confirm"
+			case res == nil, !slash: // …/checkout/{id}/ or …/{id}/confirm
 				return "confirm"
+			default: // …/{id}/confirm/
+				return "../confirm"
 			}
-			return p.ID + "/confirm"
 		}(),
 	}
 }
