@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -39,6 +40,16 @@ func (h *harness) plantOrphan(key, source string, amount int64) *payment.Payment
 		h.t.Fatalf("planting an orphan: %v", err)
 	}
 	return p
+}
+
+// crashedCallReached makes the sandbox execute what the orphan p's call
+// asked: the process died after the PSP acted, before recording it.
+func (h *harness) crashedCallReached(p *payment.Payment) {
+	h.t.Helper()
+	if _, err := h.sbx.Execute(context.Background(), payment.Operation{Kind: payment.Authorize, PaymentID: p.ID, Key: "pbk_orphan",
+		SourceToken: p.SourceToken, Amount: p.Amount, Currency: p.Currency, CreatedAt: p.CreatedAt, Attempt: 1}); err != nil {
+		h.t.Fatalf("the crashed call at the sandbox: %v", err)
+	}
 }
 
 func TestOrphanFinishedByReconcilerThenAdoptedByRepeat(t *testing.T) {
@@ -126,8 +137,19 @@ func TestOrphanAdoptedAsyncThenSettledWithCallback(t *testing.T) {
 // A synchronous repeat of an orphan's call is answered "unavailable", and
 // the orphan's PSP outcome is verified and undone.
 func TestOrphanAdoptedSyncFailsAndIsVerified(t *testing.T) {
+	for _, reached := range []bool{true, false} {
+		t.Run(fmt.Sprintf("the crashed call reached the PSP: %v", reached), func(t *testing.T) {
+			testOrphanAdoptedSyncFailsAndIsVerified(t, reached)
+		})
+	}
+}
+
+func testOrphanAdoptedSyncFailsAndIsVerified(t *testing.T, reached bool) {
 	h := newHarness(t)
-	h.plantOrphan("k", "tok_visa_1234", 1500)
+	p := h.plantOrphan("k", "tok_visa_1234", 1500)
+	if reached {
+		h.crashedCallReached(p)
+	}
 	h.restart()
 	r := h.do(payment.Request{Kind: payment.Authorize, Key: "k", SourceToken: "tok_visa_1234", Amount: 1500})
 	wantRefusal(t, r, payment.KindUnavailable, payment.CodeGatewayUnavailable)
@@ -146,9 +168,13 @@ func TestOrphanAdoptedSyncFailsAndIsVerified(t *testing.T) {
 	if tx.Verify {
 		t.Fatalf("still to verify: %+v", tx)
 	}
+	// An authorization the PSP made is voided; one it never made is not.
 	voids := h.ledgerOps("void")
-	if len(voids) != 1 || voids[0].Key != "pbk_orphan_void" || voids[0].Amount != 1500 {
-		t.Errorf("void ledger lines %+v", voids)
+	switch {
+	case reached && (len(voids) != 1 || voids[0].Key != "pbk_orphan_void" || voids[0].Amount != 1500):
+		t.Errorf("void ledger lines %+v, want the orphan's authorization voided", voids)
+	case !reached && len(voids) != 0:
+		t.Errorf("void ledger lines %+v, want none: the PSP never authorized", voids)
 	}
 }
 

@@ -54,8 +54,7 @@ func TestUncertainEarlierAttemptIsRemembered(t *testing.T) {
 func TestOrphanGivenUpIsVerified(t *testing.T) {
 	h := newHarness(t)
 	p := h.plantOrphan("k", "tok_visa_1234", 1500)
-	h.sbx.Execute(context.Background(), payment.Operation{Kind: payment.Authorize, PaymentID: p.ID, Key: "pbk_orphan",
-		SourceToken: "tok_visa_1234", Amount: 1500, Currency: "EUR", CreatedAt: p.CreatedAt, Attempt: 1}) // the crashed call
+	h.crashedCallReached(p)
 	h.restart()
 	h.refuseConnections()
 	h.eng.ReconcileOnce(context.Background())

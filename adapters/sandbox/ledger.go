@@ -89,6 +89,13 @@ type keySet struct {
 	m  map[string]struct{}
 }
 
+func (k *keySet) has(op, key string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	_, ok := k.m[op+" "+key]
+	return ok
+}
+
 var (
 	keySetsMu sync.Mutex
 	keySets   = map[string]*keySet{}

@@ -103,6 +103,9 @@ const (
 	CodeExpired           = "authorization_expired"
 	// CodeUnsupported declines an operation kind the sandbox does not know.
 	CodeUnsupported = "unsupported_operation"
+	// CodeNotExecuted answers a status query, with a ledger, for an
+	// operation the sandbox never executed under that key.
+	CodeNotExecuted = "no_such_operation"
 )
 
 var messages = map[string]string{
@@ -112,6 +115,7 @@ var messages = map[string]string{
 	CodeRefundDeclined:    "Refund declined",
 	CodeUnsupported:       "Unsupported operation",
 	CodeExpired:           "Authorization expired",
+	CodeNotExecuted:       "No operation was executed under this key",
 }
 
 var (
@@ -250,11 +254,20 @@ func (s *Sandbox) Execute(ctx context.Context, op payment.Operation) (payment.Re
 // its outage ends), tok_flaky operations have succeeded, and everything
 // else has succeeded. Status never writes the ledger, and answers after
 // Close too.
+//
+// With a ledger the sandbox knows what it executed, as a PSP does: an
+// operation it never executed under op.Key is declined with
+// CodeNotExecuted, so a caller verifying a lost answer learns that nothing
+// happened. Without one it cannot tell, and answers as if it had.
 func (s *Sandbox) Status(ctx context.Context, op payment.Operation) (payment.Result, error) {
 	if err := ctx.Err(); err != nil {
 		return payment.Result{}, &payment.Fault{Sent: true, Err: err}
 	}
-	return s.decide(op, s.now(), true)
+	res, err := s.decide(op, s.now(), true)
+	if err != nil || s.executed == nil || res.Outcome == payment.OutcomeDeclined || s.executed.has(string(op.Kind), op.Key) {
+		return res, err
+	}
+	return payment.Result{Outcome: payment.OutcomeDeclined, Code: CodeNotExecuted, Message: messages[CodeNotExecuted]}, nil
 }
 
 // Vault saves a payment source. tok_decline sources are declined

@@ -137,6 +137,10 @@ func TestBehaviourTable(t *testing.T) {
 	c := newClock()
 	ledger := filepath.Join(t.TempDir(), "ledger")
 	s := newSandbox(t, c, ledger)
+	// Status is asked of operations this table never executed: a sandbox
+	// without a ledger answers them from the token alone (with one, it
+	// knows they never ran; see TestStatusWithLedgerKnowsWhatRan).
+	stateless := newSandbox(t, c, "")
 	created := c.Now()
 	executed := map[string]bool{} // ledger keys expected
 	n := 0
@@ -158,7 +162,7 @@ func TestBehaviourTable(t *testing.T) {
 				var res payment.Result
 				var err error
 				if ph.status {
-					res, err = s.Status(context.Background(), op)
+					res, err = stateless.Status(context.Background(), op)
 				} else {
 					res, err = s.Execute(context.Background(), op)
 				}
@@ -445,13 +449,16 @@ func TestClosed(t *testing.T) {
 	ledger := filepath.Join(t.TempDir(), "ledger")
 	for _, path := range []string{"", ledger} {
 		s := newSandbox(t, c, path)
+		op := payment.Operation{Kind: payment.Authorize, Key: "k", SourceToken: "tok_visa", CreatedAt: c.Now(), Attempt: 1}
+		if _, err := s.Execute(context.Background(), op); err != nil {
+			t.Fatal(err)
+		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.Close(); err != nil {
 			t.Errorf("second Close: %v", err)
 		}
-		op := payment.Operation{Kind: payment.Authorize, Key: "k", SourceToken: "tok_visa", CreatedAt: c.Now(), Attempt: 1}
 		var f *payment.Fault
 		if _, err := s.Execute(context.Background(), op); !errors.As(err, &f) || f.Sent || !errors.Is(err, ErrClosed) {
 			t.Errorf("Execute after Close: %v", err)
@@ -713,4 +720,52 @@ func TestValidationAndRevalidation(t *testing.T) {
 	if r := op(payment.Capture, "tok_expired_3"); r.Outcome != payment.OutcomeSucceeded {
 		t.Errorf("capture with tok_expired: %+v", r)
 	}
+}
+
+// With a ledger, the sandbox knows what it executed, as a PSP does: a
+// status query for an operation it never ran under that key says so (a
+// caller verifying a lost answer must not take it for done), and one it
+// ran is answered as the table says, also by a new sandbox on the same
+// ledger after a restart.
+func TestStatusWithLedgerKnowsWhatRan(t *testing.T) {
+	c := newClock()
+	ledger := filepath.Join(t.TempDir(), "ledger")
+	s := newSandbox(t, c, ledger)
+	op := payment.Operation{Kind: payment.Capture, PaymentID: "pay_1", Key: "key_ran", SourceToken: "tok_visa_1",
+		Amount: 1000, Currency: "EUR", CreatedAt: c.Now(), Attempt: 1}
+	never := op
+	never.Key = "key_never_ran"
+	if got := describeStatus(t, s, never); got != CodeNotExecuted {
+		t.Errorf("status of an operation never executed: %s, want %s", got, CodeNotExecuted)
+	}
+	if got := describeExecute(t, s, op); got != "ok" {
+		t.Fatalf("execute: %s", got)
+	}
+	if got := describeStatus(t, s, op); got != "ok" {
+		t.Errorf("status of the executed operation: %s", got)
+	}
+	s.Close()
+	keySetsMu.Lock()
+	keySets = map[string]*keySet{} // a new process reads the ledger again
+	keySetsMu.Unlock()
+	restarted := newSandbox(t, c, ledger)
+	if got := describeStatus(t, restarted, op); got != "ok" {
+		t.Errorf("status of the executed operation after a restart: %s", got)
+	}
+	if got := describeStatus(t, restarted, never); got != CodeNotExecuted {
+		t.Errorf("status of an operation never executed, after a restart: %s", got)
+	}
+}
+
+
+func describeStatus(t *testing.T, s *Sandbox, op payment.Operation) string {
+	t.Helper()
+	res, err := s.Status(context.Background(), op)
+	return describe(t, res, err)
+}
+
+func describeExecute(t *testing.T, s *Sandbox, op payment.Operation) string {
+	t.Helper()
+	res, err := s.Execute(context.Background(), op)
+	return describe(t, res, err)
 }
