@@ -198,7 +198,7 @@ func (h *Openfront) capture(ctx context.Context, engine *payment.Engine, req *of
 	// Openfront captures when it hears the authorization succeeded, and may
 	// hear that more than once: capturing what is already captured returns
 	// the existing capture instead of a 422.
-	if done := fullyCaptured(p); done != nil {
+	if done := fullyCaptured(p, amount); done != nil {
 		return renderCapture(payment.Verdict{Payment: p, Tx: done}), nil
 	}
 	auth := p.Authorization()
@@ -212,14 +212,22 @@ func (h *Openfront) capture(ctx context.Context, engine *payment.Engine, req *of
 	}, renderCapture)
 }
 
-// fullyCaptured returns the latest capture of p when nothing is left to
-// capture, else nil.
-func fullyCaptured(p *payment.Payment) *payment.Transaction {
+// fullyCaptured returns the latest capture of amount when nothing is left
+// to capture, else nil: another capture's answer would tell Openfront an
+// amount it did not ask for.
+func fullyCaptured(p *payment.Payment, amount int64) *payment.Transaction {
 	if p.Status != payment.StatusCaptured || p.Capturable() > 0 {
 		return nil
 	}
+	// A capture in flight is counted as taken but may yet fail: the call is
+	// for the engine, which waits for it when it is the same call.
+	for _, t := range p.Txs {
+		if t.Kind == payment.Capture && t.Open() {
+			return nil
+		}
+	}
 	for i := len(p.Txs) - 1; i >= 0; i-- {
-		if t := p.Txs[i]; t.Kind == payment.Capture && t.State == payment.Succeeded {
+		if t := p.Txs[i]; t.Kind == payment.Capture && t.State == payment.Succeeded && t.Amount == amount {
 			return t
 		}
 	}

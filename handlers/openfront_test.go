@@ -326,3 +326,27 @@ func TestOpenfrontRefundAfterPartialCaptures(t *testing.T) {
 		t.Fatalf("refund beyond the captures: %d %v", status, body)
 	}
 }
+
+// Capturing what is already captured returns the existing capture of that
+// amount; never another capture, and never while a capture is in flight
+// (it may yet fail, and Openfront would have been told it succeeded).
+func TestOpenfrontFullyCapturedAnswersOnlyWithItsOwnCapture(t *testing.T) {
+	auth := &payment.Transaction{ID: "tx_a", Kind: payment.Authorize, Token: "pbt_a", Amount: 10000, State: payment.Succeeded}
+	six := &payment.Transaction{ID: "tx_6", Kind: payment.Capture, Token: "pbt_6", Parent: "pbt_a", Amount: 6000, State: payment.Succeeded}
+	four := &payment.Transaction{ID: "tx_4", Kind: payment.Capture, Token: "pbt_4", Parent: "pbt_a", Amount: 4000, State: payment.Processing}
+	p := &payment.Payment{ID: "pay_1", Currency: "EUR", Amount: 10000, Authorized: 10000, Captured: 6000,
+		Status: payment.StatusCaptured, Txs: []*payment.Transaction{auth, six, four}}
+	if got := fullyCaptured(p, 4000); got != nil {
+		t.Errorf("with the capture of 4000 in flight: answered with %s", got.Token)
+	}
+	four.State = payment.Succeeded
+	p.Captured = 10000
+	for amount, want := range map[int64]string{6000: "pbt_6", 4000: "pbt_4"} {
+		if got := fullyCaptured(p, amount); got == nil || got.Token != want {
+			t.Errorf("capture of %d: %v, want %s", amount, got, want)
+		}
+	}
+	if got := fullyCaptured(p, 10000); got != nil {
+		t.Errorf("capture of 10000, which no capture was: answered with %s", got.Token)
+	}
+}

@@ -440,6 +440,11 @@ func (e *Engine) begin(ctx context.Context, req Request, lockID string) (p *Paym
 			p = e.newPayment(req, now)
 		default:
 			p, noop, refusal, ferr = e.loadFor(tx, req, t)
+			if ferr == nil && p != nil && noop == nil {
+				if done := p.doneUnder(req.Kind, req.Key, req.Amount); done != nil {
+					noop, refusal = done, nil
+				}
+			}
 		}
 		if ferr == nil && refusal == nil && noop == nil {
 			if refusal, ferr = pspKeyFor(tx, p, t); refusal != nil {

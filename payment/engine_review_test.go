@@ -1,6 +1,7 @@
 package payment_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -52,9 +53,16 @@ func TestCaptureFoundExecutedIsToldAndCounted(t *testing.T) {
 	if !slices.Equal(types, want) {
 		t.Errorf("events %v, want %v", types, want)
 	}
-	// The platform's retry of the capture finds nothing left to capture.
+	// The platform's retry of the capture is answered with the capture the
+	// PSP made, and nothing more is captured.
 	again := h.capture("x|cap", a.body.Token, 1000)
-	wantRefusal(t, again, payment.KindExceedsBalance, payment.CodeExceedsBalance)
+	wantStatus(t, again, 200)
+	if again.body.Token != r.body.Token {
+		t.Errorf("the retry was answered with %s, want the capture found executed, %s", again.body.Token, r.body.Token)
+	}
+	if replay := h.capture("x|cap", a.body.Token, 1000); !bytes.Equal(replay.Body, again.Body) {
+		t.Errorf("the retry's repeat: %s, want %s", replay.Body, again.Body)
+	}
 	if n := len(h.ledgerOps("capture")); n != 1 {
 		t.Errorf("%d captures at the PSP, want 1", n)
 	}

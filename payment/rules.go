@@ -144,6 +144,23 @@ func (p *Payment) checkRefund(target *Transaction, amount int64) *Error {
 // apply moves t (a transaction of p) to state and updates p's totals, status
 // and events. Moving a transaction to the state it is in is a no-op, and a
 // final state is never left: a late PSP answer cannot undo a settled fact.
+// doneUnder returns the succeeded capture or refund of amount that a call
+// with key made, if any. Its record is gone only when the platform was told
+// the call failed and verification then found the PSP had done it: the
+// call's repeat is answered with what was done, not refused for the
+// balance that transaction took.
+func (p *Payment) doneUnder(kind Kind, key string, amount int64) *Transaction {
+	if kind != Capture && kind != Refund {
+		return nil
+	}
+	for _, t := range p.Txs {
+		if t.Kind == kind && t.IdempotencyKey == key && t.Amount == amount && t.State == Succeeded {
+			return t
+		}
+	}
+	return nil
+}
+
 // executedAnyway records that the PSP did t, a capture, refund or void,
 // after the platform was told it failed: the payment's totals and status
 // follow the PSP, and listeners hear of it like of any other.
