@@ -66,7 +66,7 @@ var ofRefusalStatus = map[payment.ErrorKind]int{
 func ofOutcome(v payment.Verdict) (errAnswer *payment.Answer, state string) {
 	if v.Err != nil {
 		if v.Err.Kind == payment.KindUnavailable {
-			a := ofError(http.StatusBadGateway, "the payment gateway did not answer in time; check the payment's status before trying again (if the gateway did carry it out, its amount stays reserved)")
+			a := ofError(http.StatusBadGateway, "the payment gateway did not answer in time; its amount stays reserved until paybridge has asked the gateway, which may have carried it out; check the payment's status before trying again")
 			return &a, ""
 		}
 		if status, ok := ofRefusalStatus[v.Err.Kind]; ok {
