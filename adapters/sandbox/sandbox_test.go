@@ -757,7 +757,6 @@ func TestStatusWithLedgerKnowsWhatRan(t *testing.T) {
 	}
 }
 
-
 func describeStatus(t *testing.T, s *Sandbox, op payment.Operation) string {
 	t.Helper()
 	res, err := s.Status(context.Background(), op)
