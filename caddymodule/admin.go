@@ -153,11 +153,15 @@ func (a *adminAPI) payment(w http.ResponseWriter, r *http.Request, id string) er
 // out. Transaction tokens are the platform's to see.
 func paymentView(p *payment.Payment) payment.Payment {
 	v := *p
+	// The gateway keys of re-authorizations (Aliases) are source tokens too.
+	secrets := append([]string{p.SourceToken}, p.Aliases...)
 	hide := func(s string) string {
-		if p.SourceToken == "" || !strings.Contains(s, p.SourceToken) {
-			return s
+		for _, secret := range secrets {
+			if secret != "" && strings.Contains(s, secret) {
+				s = strings.ReplaceAll(s, secret, maskToken(secret))
+			}
 		}
-		return strings.ReplaceAll(s, p.SourceToken, maskToken(p.SourceToken))
+		return s
 	}
 	v.SourceToken = maskToken(p.SourceToken)
 	v.Aliases = make([]string, len(p.Aliases))

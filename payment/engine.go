@@ -291,17 +291,21 @@ func keyReused(first, amount int64) *Error {
 		"this idempotency key was first used for an amount of %d; a call for another amount needs a key of its own", first))
 }
 
-// pspKeyFor settles the PSP idempotency key of t, a new attempt of a
-// platform call whose earlier attempts, if any, hold the same key:
+// pspKeyFor checks t, a new attempt of a platform call, against the
+// earlier attempts that hold its PSP key (derived from the call's natural
+// key, so that a new attempt after an unknown outcome cannot charge twice):
 //   - if the PSP may have acted on one of them (a live transaction), the
-//     key still names that operation. A repeat for the same amount gets its
-//     outcome from the PSP; one for another amount is refused, since the
-//     PSP would answer it with the first amount's outcome and paybridge
-//     would book an amount the PSP never acted on;
-//   - if every earlier attempt has failed for good, nothing the PSP did
-//     under the key stands (an authorization found executed anyway was
-//     voided), so t gets a key of its own: under the old one the PSP would
-//     answer with the voided authorization, or replay a decline.
+//     key still names that operation. A repeat for the same amount and
+//     currency gets its outcome from the PSP; one for another is refused,
+//     since the PSP would answer it with the first one's outcome and
+//     paybridge would book what the PSP never did;
+//   - if verification voided the authorization one of them made, the key
+//     names a voided authorization, which the PSP would give the repeat:
+//     the repeat is refused, and the platform must authorize anew.
+//
+// An attempt never gets a key of its own: the earlier attempts of a call
+// are found by the key, so the chain must not break (an attempt under a
+// new key would miss one still being verified and charge again).
 func pspKeyFor(tx Tx, p *Payment, t *Transaction) (*Error, error) {
 	type attempt struct {
 		tx       *Transaction
@@ -332,21 +336,20 @@ func pspKeyFor(tx Tx, p *Payment, t *Transaction) (*Error, error) {
 			return nil, err
 		}
 	}
-	standing := false
 	for _, o := range earlier {
+		if o.tx.Voided {
+			return newError(KindInvalidState, CodeInvalidState,
+				"this call's authorization was made at the PSP after its answer was lost, and voided; authorize again as a new call"), nil
+		}
 		if !live(o.tx) {
 			continue
 		}
-		standing = true
 		if refusal := currencyReused(o.currency, p.Currency); refusal != nil {
 			return refusal, nil
 		}
 		if refusal := keyReused(o.tx.Amount, t.Amount); refusal != nil {
 			return refusal, nil
 		}
-	}
-	if len(earlier) > 0 && !standing {
-		t.PSPKey = pspKey(t.IdempotencyKey + "\x00" + t.ID)
 	}
 	return nil, nil
 }

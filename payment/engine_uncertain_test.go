@@ -89,9 +89,10 @@ func TestFailedRepeatDoesNotSupersede(t *testing.T) {
 }
 
 // Once verification has voided an authorization the platform was told had
-// failed, a repeat of the call must be a new authorization at the PSP: under
-// the old key the PSP would answer with the voided one.
-func TestRepeatAfterVerificationVoidIsNewAuthorization(t *testing.T) {
+// failed, the call's PSP key names a voided authorization: under it the PSP
+// would give a repeat that authorization. The repeat is refused, and the
+// PSP is not asked again.
+func TestRepeatAfterVerificationVoidIsRefused(t *testing.T) {
 	h := newHarness(t)
 	req := payment.Request{Kind: payment.Authorize, Key: "a", SourceToken: "tok_visa_2468", Amount: 700, Policy: slow}
 	h.loseAnswers()
@@ -101,19 +102,14 @@ func TestRepeatAfterVerificationVoidIsNewAuthorization(t *testing.T) {
 	if len(h.ledgerOps("void")) != 1 {
 		t.Fatalf("not voided: %+v", h.ledgerEntries())
 	}
-	voided := h.ledgerOps("authorize")[0].Key
+	calls := len(h.gw.executions(payment.Authorize))
 	r := h.do(req)
-	wantStatus(t, r, 200)
-	auths := h.ledgerOps("authorize")
-	if len(auths) != 2 || auths[1].Key == voided {
-		t.Fatalf("the repeat was answered authorized by the voided authorization: authorizations %+v", auths)
+	wantRefusal(t, r, payment.KindInvalidState, payment.CodeInvalidState)
+	if n := len(h.gw.executions(payment.Authorize)); n != calls {
+		t.Errorf("the repeat reached the PSP (%d authorize calls, %d before)", n, calls)
 	}
-	if voids := h.ledgerOps("void"); len(voids) != 1 {
-		t.Fatalf("voids %+v, want only the first authorization's", voids)
-	}
-	h.reconcileAfter(hReconcile)
-	if len(h.ledgerOps("void")) != 1 {
-		t.Fatal("the repeat's authorization was voided too")
+	if n := len(h.ledgerOps("authorize")); n != 1 {
+		t.Errorf("%d authorizations at the PSP, want the voided one only", n)
 	}
 }
 
@@ -168,5 +164,55 @@ func TestOverduePendingCaptureStaysReserved(t *testing.T) {
 	h.reconcileAfter(hReconcile)     // verify gives up immediately
 	if r := h.capture("c2", a.body.Token, 1000); r.Status < 300 {
 		t.Fatalf("second capture of 1000 accepted (%d) while the PSP still has the first pending; ledger %+v", r.Status, h.ledgerOps("capture"))
+	}
+}
+
+// A capture refused a connection, then one whose answer was lost (to be
+// verified), then the platform's retry: every attempt of the call is under
+// one PSP key, so the PSP captures once, and the payment says so.
+func TestAttemptsOfOneCallShareTheirKey(t *testing.T) {
+	h := newHarness(t)
+	a := h.authorized("a", "tok_visa_4242", 1000)
+	capture := payment.Request{Kind: payment.Capture, Key: "c", Token: a.body.Token, Amount: 400, Policy: slow}
+	h.refuseConnections()
+	wantRefusal(t, h.do(capture), payment.KindUnavailable, payment.CodeGatewayUnavailable)
+	h.gw.setExecute(func(ctx context.Context, op payment.Operation) (payment.Result, error) {
+		h.sbx.Execute(ctx, op)
+		return payment.Result{}, &payment.Fault{Sent: true, Err: errors.New("read timeout (test)")}
+	})
+	second := h.do(capture)
+	wantRefusal(t, second, payment.KindUnavailable, payment.CodeGatewayUnavailable)
+	if !h.tx(second.body.Token).Verify {
+		t.Fatal("setup: the second attempt is not being verified")
+	}
+	h.gw.setExecute(nil)
+	wantStatus(t, h.do(capture), 200)
+	h.reconcileAfter(hReconcile)
+	h.reconcileAfter(hReconcile)
+	p := h.payment(a.body.PaymentID)
+	if got := h.ledgerSum("capture"); got != 400 || p.Captured != 400 {
+		t.Fatalf("the PSP captured %d, the payment says %d; want 400", got, p.Captured)
+	}
+}
+
+// The PSP refuses to void an authorization verification found made: it
+// stands, so the platform's repeat of the call is given that authorization
+// under the same key, not a second one.
+func TestRepeatAfterVoidRefusedGetsTheStandingAuthorization(t *testing.T) {
+	h := newHarness(t)
+	req := payment.Request{Kind: payment.Authorize, Key: "a", SourceToken: "tok_visa_5678", Amount: 700,
+		Policy: payment.Policy{Deadline: 60 * time.Millisecond}}
+	h.loseAnswers()
+	wantRefusal(t, h.do(req), payment.KindUnavailable, payment.CodeGatewayUnavailable)
+	h.gw.setExecute(func(ctx context.Context, op payment.Operation) (payment.Result, error) {
+		if op.Kind == payment.Void {
+			return payment.Result{Outcome: payment.OutcomeDeclined, Code: "void_declined"}, nil
+		}
+		return h.sbx.Execute(ctx, op)
+	})
+	h.reconcileAfter(hReconcile)
+	wantStatus(t, h.do(req), 200)
+	if auths := h.ledgerOps("authorize"); len(auths) != 1 {
+		t.Fatalf("%d authorizations at the PSP, want 1: %+v", len(auths), auths)
 	}
 }

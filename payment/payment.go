@@ -132,7 +132,11 @@ type Transaction struct {
 	// Session: an authorization of a checkout session (Engine.Open's
 	// payment), made by the customer on the PSP's page. The page may only
 	// act on such payments.
-	Session   bool              `json:"session,omitempty"`
+	Session bool `json:"session,omitempty"`
+	// Voided: an authorization the platform was told had failed, which
+	// verification found made at the PSP and voided. Its PSP key names a
+	// voided authorization: a repeat of the call cannot be done under it.
+	Voided    bool              `json:"voided,omitempty"`
 	Code      string            `json:"code,omitempty"`
 	Message   string            `json:"message,omitempty"`
 	Details   map[string]string `json:"details,omitempty"`

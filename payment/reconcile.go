@@ -147,6 +147,7 @@ type step struct {
 	verified bool    // a verification is over
 	executed bool    // it found the operation executed at the PSP
 	unknown  bool    // it gave up: the operation may have executed
+	voided   bool    // it voided the authorization the PSP had made
 	note     string
 }
 
@@ -204,6 +205,7 @@ func (e *Engine) work(ctx context.Context, paymentID, txID string) {
 				case s.unknown:
 					t.ExecutedAnyway = true // counted, not told: nobody knows
 				}
+				t.Voided = s.voided
 				if s.note != "" {
 					t.Message = s.note
 				}
@@ -378,7 +380,7 @@ func (e *Engine) verify(ctx context.Context, gw Gateway, p *Payment, t *Transact
 	}
 	e.log.Warn("voided an authorization the platform was told had failed",
 		zap.String("payment_id", p.ID), zap.String("tx_id", t.ID))
-	return step{verified: true, note: "authorized at the PSP after the platform was told it failed; voided"}
+	return step{verified: true, voided: true, note: "authorized at the PSP after the platform was told it failed; voided"}
 }
 
 // superseded reports whether a later attempt of the same platform call
