@@ -25,17 +25,8 @@ func (e *Engine) adopt(ctx context.Context, req Request, rec *IdempotencyRecord,
 			return err
 		case cur.Done:
 			adopted = true
-			if refusal := reusedFor(cur, req); refusal != nil {
-				p, err := tx.Payment(cur.PaymentID)
-				if err != nil && !errors.Is(err, ErrNotFound) {
-					return err
-				}
-				out = Verdict{Payment: p, Err: refusal}
-				ans = render(out)
-				return nil
-			}
-			ans = cur.Answer
-			return nil
+			ans, out, err = answerDone(cur, req, render, tx.Payment)
+			return err
 		}
 		rec = cur
 		p, err := tx.Payment(rec.PaymentID)
@@ -87,7 +78,7 @@ func (e *Engine) adopt(ctx context.Context, req Request, rec *IdempotencyRecord,
 		if !done {
 			return tx.DeleteIdempotency(req.Key)
 		}
-		return tx.PutIdempotency(&IdempotencyRecord{Key: req.Key, Done: true, PaymentID: p.ID, TxID: t.ID, Answer: ans, Amount: req.Amount, Currency: p.Currency, CreatedAt: now})
+		return tx.PutIdempotency(recordOf(req, p, t, true, ans, now))
 	})
 	if err == nil && adopted {
 		e.Kick()

@@ -216,17 +216,7 @@ func (e *Engine) do(ctx context.Context, req Request, render Render) (Answer, Ve
 		return Answer{}, Verdict{}, err
 	}
 	if rec != nil && rec.Done {
-		if refusal := reusedFor(rec, req); refusal != nil {
-			// The payment goes with the refusal, as with the rules'
-			// refusals: renderers may describe it.
-			p, err := e.load(ctx, rec.PaymentID)
-			if err != nil {
-				return Answer{}, Verdict{}, err
-			}
-			out := Verdict{Payment: p, Err: refusal}
-			return render(out), out, nil
-		}
-		return rec.Answer, Verdict{}, nil
+		return answerDone(rec, req, render, func(id string) (*Payment, error) { return e.load(ctx, id) })
 	}
 	if rec != nil {
 		ans, out, adopted, err := e.adopt(ctx, req, rec, render)
@@ -261,6 +251,23 @@ func (e *Engine) do(ctx context.Context, req Request, render Render) (Answer, Ve
 	return e.finish(ctx, req, p.ID, t.ID, res, attempts, xerr, render)
 }
 
+// answerDone answers a repeat of rec's finished call: with the first answer,
+// or with a refusal when it asks for another amount or currency. The
+// payment goes with the refusal, as with the rules' refusals: renderers may
+// describe it.
+func answerDone(rec *IdempotencyRecord, req Request, render Render, load func(paymentID string) (*Payment, error)) (Answer, Verdict, error) {
+	refusal := reusedFor(rec, req)
+	if refusal == nil {
+		return rec.Answer, Verdict{}, nil
+	}
+	p, err := load(rec.PaymentID)
+	if err != nil {
+		return Answer{}, Verdict{}, err
+	}
+	out := Verdict{Payment: p, Err: refusal}
+	return render(out), out, nil
+}
+
 // reusedFor refuses a repeat of rec's call that asks for another amount:
 // answering it with the first call's outcome would tell the platform that
 // an operation of its amount was done.
@@ -291,7 +298,7 @@ func keyReused(first, amount int64) *Error {
 		"this idempotency key was first used for an amount of %d; a call for another amount needs a key of its own", first))
 }
 
-// pspKeyFor checks t, a new attempt of a platform call, against the
+// checkEarlierAttempts checks t, a new attempt of a platform call, against the
 // earlier attempts that hold its PSP key (derived from the call's natural
 // key, so that a new attempt after an unknown outcome cannot charge twice):
 //   - if the PSP may have acted on one of them (a live transaction), the
@@ -306,7 +313,7 @@ func keyReused(first, amount int64) *Error {
 // An attempt never gets a key of its own: the earlier attempts of a call
 // are found by the key, so the chain must not break (an attempt under a
 // new key would miss one still being verified and charge again).
-func pspKeyFor(tx Tx, p *Payment, t *Transaction) (*Error, error) {
+func checkEarlierAttempts(tx Tx, p *Payment, t *Transaction) (*Error, error) {
 	type attempt struct {
 		tx       *Transaction
 		currency string
@@ -395,10 +402,16 @@ func (e *Engine) idempotency(ctx context.Context, key string) (*IdempotencyRecor
 // remember stores ans as the answer to req.
 func (e *Engine) remember(ctx context.Context, req Request, p *Payment, t *Transaction, ans Answer) error {
 	return e.store.Update(ctx, func(tx Tx) error {
-		return tx.PutIdempotency(&IdempotencyRecord{
-			Key: req.Key, Done: true, PaymentID: p.ID, TxID: t.ID, Answer: ans, Amount: req.Amount, Currency: p.Currency, CreatedAt: e.now(),
-		})
+		return tx.PutIdempotency(recordOf(req, p, t, true, ans, e.now()))
 	})
+}
+
+// recordOf is the idempotency record of req's call, which made t on p:
+// with the amount and currency it asked for, so a repeat for another is
+// refused (reusedFor).
+func recordOf(req Request, p *Payment, t *Transaction, done bool, ans Answer, now time.Time) *IdempotencyRecord {
+	return &IdempotencyRecord{Key: req.Key, Done: done, PaymentID: p.ID, TxID: t.ID, Answer: ans,
+		Amount: req.Amount, Currency: p.Currency, CreatedAt: now}
 }
 
 // begin checks req against the payment and records the new transaction,
@@ -450,7 +463,7 @@ func (e *Engine) begin(ctx context.Context, req Request, lockID string) (p *Paym
 			}
 		}
 		if ferr == nil && refusal == nil && noop == nil {
-			if refusal, ferr = pspKeyFor(tx, p, t); refusal != nil {
+			if refusal, ferr = checkEarlierAttempts(tx, p, t); refusal != nil {
 				// Answered to the caller, not settled as a command of
 				// its own: that would put a record over the key's
 				// first call.
@@ -462,7 +475,7 @@ func (e *Engine) begin(ctx context.Context, req Request, lockID string) (p *Paym
 		}
 		if (refusal != nil || noop != nil) && req.Command != nil && p != nil && p.Handler == req.Handler {
 			settled = true
-			return e.settleCommand(tx, p, t, noop, refusal, req.Amount, now)
+			return e.settleCommand(tx, req, p, t, noop, refusal, now)
 		}
 		if refusal != nil || noop != nil {
 			return nil
@@ -472,7 +485,7 @@ func (e *Engine) begin(ctx context.Context, req Request, lockID string) (p *Paym
 		if err := tx.PutPayment(p); err != nil {
 			return err
 		}
-		return tx.PutIdempotency(&IdempotencyRecord{Key: req.Key, PaymentID: p.ID, TxID: t.ID, Amount: req.Amount, Currency: p.Currency, CreatedAt: now})
+		return tx.PutIdempotency(recordOf(req, p, t, false, Answer{}, now))
 	})
 	if err != nil || refusal != nil || noop != nil {
 		e.inflight.release(t.ID)
@@ -487,7 +500,7 @@ func (e *Engine) begin(ctx context.Context, req Request, lockID string) (p *Paym
 // work already done (a cancel of a voided payment), as a settled
 // transaction of its own, and queues its notification in the same store
 // transaction: a command gets exactly one answer, whatever happened.
-func (e *Engine) settleCommand(tx Tx, p *Payment, t, done *Transaction, refusal *Error, asked int64, now time.Time) error {
+func (e *Engine) settleCommand(tx Tx, req Request, p *Payment, t, done *Transaction, refusal *Error, now time.Time) error {
 	if refusal != nil {
 		t.State, t.Code, t.Message = Failed, refusal.Code, refusal.Message
 	} else {
@@ -502,7 +515,7 @@ func (e *Engine) settleCommand(tx Tx, p *Payment, t, done *Transaction, refusal 
 	if err := tx.PutPayment(p); err != nil {
 		return err
 	}
-	return tx.PutIdempotency(&IdempotencyRecord{Key: t.IdempotencyKey, Done: true, PaymentID: p.ID, TxID: t.ID, Amount: asked, Currency: p.Currency, CreatedAt: now})
+	return tx.PutIdempotency(recordOf(req, p, t, true, Answer{}, now))
 }
 
 // checkRequest refuses what no payment state could make valid. Platforms
@@ -723,7 +736,7 @@ func (e *Engine) finish(ctx context.Context, req Request, paymentID, txID string
 		if t.State == Failed && t.Command == nil {
 			return tx.DeleteIdempotency(req.Key)
 		}
-		return tx.PutIdempotency(&IdempotencyRecord{Key: req.Key, Done: true, PaymentID: p.ID, TxID: t.ID, Answer: ans, Amount: req.Amount, Currency: p.Currency, CreatedAt: now})
+		return tx.PutIdempotency(recordOf(req, p, t, true, ans, now))
 	})
 	if err == nil && out.Tx != nil && out.Tx.Open() {
 		e.Kick()

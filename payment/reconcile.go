@@ -164,7 +164,7 @@ func (e *Engine) work(ctx context.Context, paymentID, txID string) {
 		// No repeat of the platform's call may begin while this decides,
 		// and records, whether the PSP's operation stands: under the same
 		// PSP key the repeat would be given that operation, even one this
-		// is about to void (see pspKeyFor).
+		// is about to void (see checkEarlierAttempts).
 		unlock := e.keys.lock(t.IdempotencyKey)
 		defer unlock()
 		if p, err = e.load(ctx, paymentID); err != nil {

@@ -141,9 +141,6 @@ func (p *Payment) checkRefund(target *Transaction, amount int64) *Error {
 	return nil
 }
 
-// apply moves t (a transaction of p) to state and updates p's totals, status
-// and events. Moving a transaction to the state it is in is a no-op, and a
-// final state is never left: a late PSP answer cannot undo a settled fact.
 // doneUnder returns the succeeded capture or refund of amount that a call
 // with key made, if any. Its record is gone only when the platform was told
 // the call failed and verification then found the PSP had done it: the
@@ -162,21 +159,29 @@ func (p *Payment) doneUnder(kind Kind, key string, amount int64) *Transaction {
 }
 
 // executedAnyway records that the PSP did t, a capture, refund or void,
-// after the platform was told it failed: the payment's totals and status
-// follow the PSP, and listeners hear of it like of any other.
+// after the platform was told it failed: the one move out of a final state,
+// since the PSP's fact outranks what the platform was told. The payment's
+// totals and status follow, and listeners hear of it like of any other.
 func (p *Payment) executedAnyway(t *Transaction, at time.Time) {
 	t.ExecutedAnyway = true
-	if t.State != Failed {
-		return
+	if t.State == Failed {
+		t.Code = ""
+		p.move(t, Succeeded, at)
 	}
-	t.State, t.Code = Retrying, "" // not final, so apply makes the move
-	p.apply(t, Succeeded, at)
 }
 
+// apply moves t (a transaction of p) to state and updates p's totals, status
+// and events. Moving a transaction to the state it is in is a no-op, and a
+// final state is never left: a late PSP answer cannot undo a settled fact.
 func (p *Payment) apply(t *Transaction, state TxState, at time.Time) {
 	if t.State == state || t.State.Final() {
 		return
 	}
+	p.move(t, state, at)
+}
+
+// move is apply without its guard.
+func (p *Payment) move(t *Transaction, state TxState, at time.Time) {
 	t.State = state
 	t.UpdatedAt = at
 	p.UpdatedAt = at
