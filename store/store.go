@@ -79,6 +79,9 @@ func Open(opts Options) (*Store, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
+	if err := removeEmptyLogs(opts.Dir, log); err != nil {
+		return nil, fmt.Errorf("store: opening %s: %w", opts.Dir, err)
+	}
 	db, err := badger.Open(badgerOptions(opts.Dir, log))
 	if err != nil {
 		// Badger flattens the lock error into a string, so there is no
