@@ -125,6 +125,11 @@ func (g *GatewayRoutes) serveCheckout(w http.ResponseWriter, r *http.Request, id
 		// customer sees "pending" and the platform hears the outcome.
 		Policy: payment.Policy{Async: true},
 	}, renderConfirm)
+	if errors.Is(err, payment.ErrCallInProgress) {
+		w.Header().Set("Retry-After", "1")
+		fail(http.StatusServiceUnavailable, inProgressMessage)
+		return
+	}
 	if err != nil {
 		fail(http.StatusInternalServerError, "the payment could not be recorded; nothing was done")
 		return

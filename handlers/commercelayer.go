@@ -90,6 +90,11 @@ func (h *CommerceLayer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Purchase: call.purchase, Policy: h.Policy,
 		}, func(v payment.Verdict) payment.Answer { return renderCommerceLayer(v, call) })
 	}
+	if inProgress(w, err, func(msg string) payment.Answer {
+		return clRefusal(http.StatusServiceUnavailable, "call_in_progress", msg, nil)
+	}) {
+		return
+	}
 	if err != nil {
 		writeAnswer(w, clRefusal(http.StatusInternalServerError, "internal_error", "the payment could not be recorded; nothing was done", nil))
 		return

@@ -27,7 +27,12 @@ func sandboxEngine(t *testing.T) (*store.Store, func(context.Context) (*payment.
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := payment.New(payment.Config{Store: st, Gateways: oneGateway{sb}})
+	return engineOn(t, st, sb)
+}
+
+// engineOn is a real engine on st, with gw as gateway "default".
+func engineOn(t *testing.T, st *store.Store, gw payment.Gateway) (*store.Store, func(context.Context) (*payment.Engine, error)) {
+	e := payment.New(payment.Config{Store: st, Gateways: oneGateway{gw}})
 	e.RegisterNotifier(PlatformCommerceLayer, CommerceLayerCallback)
 	e.RegisterNotifier(PlatformMagento, MagentoNotification)
 	return st, func(context.Context) (*payment.Engine, error) { return e, nil }

@@ -44,6 +44,10 @@ type rpcAnswer struct {
 }
 
 func writeRPC(w http.ResponseWriter, status int, id json.RawMessage, e *rpcError) {
+	writeAnswer(w, rpcReply(status, id, e))
+}
+
+func rpcReply(status int, id json.RawMessage, e *rpcError) payment.Answer {
 	if len(id) == 0 {
 		id = json.RawMessage("null")
 	}
@@ -51,7 +55,7 @@ func writeRPC(w http.ResponseWriter, status int, id json.RawMessage, e *rpcError
 	if e == nil {
 		a.Result = &struct{}{}
 	}
-	writeAnswer(w, payment.Answer{Status: status, Body: encode(a)})
+	return payment.Answer{Status: status, Body: encode(a)}
 }
 
 func (h *Magento) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -89,6 +93,11 @@ func (h *Magento) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	refused, err := h.accept(r.Context(), engine, call)
+	if inProgress(w, err, func(msg string) payment.Answer {
+		return rpcReply(http.StatusServiceUnavailable, id, &rpcError{Code: rpcInternalError, Message: msg})
+	}) {
+		return
+	}
 	if err != nil {
 		h.Logger.Error("magento command not recorded", zap.String("handler", h.Name), zap.String("command", call.command), zap.Error(err))
 		// Not durable, so not accepted: a 503 makes the bus send it again.

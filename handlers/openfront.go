@@ -108,6 +108,9 @@ func (h *Openfront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case ofLink:
 		ans, err = h.link(r.Context(), engine, req)
 	}
+	if inProgress(w, err, func(msg string) payment.Answer { return ofError(http.StatusServiceUnavailable, msg) }) {
+		return
+	}
 	if err != nil {
 		h.Logger.Error("openfront call failed in the store", zap.String("handler", h.Name), zap.String("action", action), zap.Error(err))
 		writeAnswer(w, ofError(http.StatusInternalServerError, "the payment could not be recorded; nothing was done"))

@@ -1,6 +1,11 @@
 package handlers
 
-import "net/http"
+import (
+	"errors"
+	"net/http"
+
+	"github.com/paybridge/caddy-paybridge/payment"
+)
 
 // While paybridge is starting or stopping (the store is not open), every
 // caller gets a 503 in its own format, with Retry-After: its request did
@@ -32,4 +37,21 @@ func (h *Magento) ServeUnavailable(w http.ResponseWriter) {
 func (g *GatewayRoutes) ServeUnavailable(w http.ResponseWriter) {
 	unavailableHeader(w)
 	writeAnswer(w, gatewayError(http.StatusServiceUnavailable, "unavailable", unavailableMessage))
+}
+
+// A delivery of a call that waited out its deadline behind an earlier
+// delivery of the same call (or the check of its outcome at the PSP) did
+// nothing: it gets a 503 with Retry-After in its caller's format, and
+// sending it again gets the call's outcome.
+const inProgressMessage = "an earlier delivery of this call is still in progress and nothing was done for this one; send it again shortly to get its outcome"
+
+// inProgress answers a delivery refused with payment.ErrCallInProgress;
+// false for any other error.
+func inProgress(w http.ResponseWriter, err error, answer func(msg string) payment.Answer) bool {
+	if !errors.Is(err, payment.ErrCallInProgress) {
+		return false
+	}
+	unavailableHeader(w)
+	writeAnswer(w, answer(inProgressMessage))
+	return true
 }

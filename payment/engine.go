@@ -186,7 +186,8 @@ type Render func(Verdict) Answer
 // Do performs req. A repeat of a call that changed state gets the first
 // answer again without a second PSP call; a refused call is not remembered,
 // so its repeat is a new attempt. The error is non-nil only when the store
-// failed, and then nothing was acknowledged.
+// failed or an earlier delivery held the call past the deadline
+// (ErrCallInProgress), and then nothing was acknowledged.
 func (e *Engine) Do(ctx context.Context, req Request, render Render) (Answer, error) {
 	if e.store == nil {
 		return Answer{}, ErrNotReady
@@ -196,7 +197,19 @@ func (e *Engine) Do(ctx context.Context, req Request, render Render) (Answer, er
 	// would take the transaction for an orphan and run it again.
 	ctx = context.WithoutCancel(ctx)
 	start := e.now()
-	unlock := e.keys.lock(req.Key)
+	// A repeat waits for an earlier delivery of its call, which may be
+	// calling the PSP, or for the check of that call's outcome, which may
+	// call it twice (status, then void): never past the call's deadline,
+	// so the caller hears something in time and can send it again.
+	wait := time.NewTimer(req.Policy.deadline())
+	unlock, ok := e.keys.lockUntil(req.Key, wait.C)
+	wait.Stop()
+	if !ok {
+		e.log.Warn("a delivery of a call waited out its deadline for an earlier one; it was asked to send it again",
+			zap.String("platform", req.Platform), zap.String("handler", req.Handler),
+			zap.String("action", string(req.Kind)))
+		return Answer{}, ErrCallInProgress
+	}
 	defer unlock()
 
 	ans, out, err := e.do(ctx, req, render)

@@ -74,6 +74,7 @@ type recordingGateway struct {
 	mu      sync.Mutex
 	calls   []gwCall
 	execute func(ctx context.Context, op payment.Operation) (payment.Result, error)
+	status  func(ctx context.Context, op payment.Operation) (payment.Result, error)
 }
 
 func (g *recordingGateway) log(c gwCall) {
@@ -99,8 +100,20 @@ func (g *recordingGateway) Execute(ctx context.Context, op payment.Operation) (p
 	return g.inner.Execute(ctx, op)
 }
 
+func (g *recordingGateway) setStatus(f func(ctx context.Context, op payment.Operation) (payment.Result, error)) {
+	g.mu.Lock()
+	g.status = f
+	g.mu.Unlock()
+}
+
 func (g *recordingGateway) Status(ctx context.Context, op payment.Operation) (payment.Result, error) {
 	g.log(gwCall{Method: "status", Op: op})
+	g.mu.Lock()
+	f := g.status
+	g.mu.Unlock()
+	if f != nil {
+		return f(ctx, op)
+	}
 	return g.inner.Status(ctx, op)
 }
 

@@ -48,3 +48,9 @@ var ErrNotFound = errors.New("payment: not found")
 // ErrNotReady is returned when the engine has no store yet (Caddy starts
 // apps in no fixed order).
 var ErrNotReady = errors.New("payment: engine not started")
+
+// ErrCallInProgress is returned when an earlier delivery of the same call
+// (or the check of its outcome at the PSP) still holds the call for longer
+// than the caller's deadline. Nothing was done for this delivery: sending
+// it again later is safe and gets the call's outcome.
+var ErrCallInProgress = errors.New("payment: an earlier delivery of this call is still in progress")

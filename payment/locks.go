@@ -1,6 +1,9 @@
 package payment
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // keyLocks serializes work per key (a platform call's natural key), so two
 // deliveries of one call arriving together make one PSP call: the second
@@ -11,26 +14,31 @@ type keyLocks struct {
 }
 
 type keyLock struct {
-	sync.Mutex
+	held chan struct{} // holds a token while the lock is taken
 	refs int
 }
 
 func (k *keyLocks) lock(key string) (unlock func()) {
+	unlock, _ = k.lockUntil(key, nil)
+	return unlock
+}
+
+// lockUntil waits for key's lock until giveUp fires (nil: for as long as it
+// takes); ok is false when it gave up, and then nothing is held.
+func (k *keyLocks) lockUntil(key string, giveUp <-chan time.Time) (unlock func(), ok bool) {
 	k.mu.Lock()
 	if k.locks == nil {
 		k.locks = make(map[string]*keyLock)
 	}
 	l := k.locks[key]
 	if l == nil {
-		l = &keyLock{}
+		l = &keyLock{held: make(chan struct{}, 1)}
 		k.locks[key] = l
 	}
 	l.refs++
 	k.mu.Unlock()
 
-	l.Lock()
-	return func() {
-		l.Unlock()
+	release := func() {
 		k.mu.Lock()
 		l.refs--
 		if l.refs == 0 {
@@ -38,6 +46,16 @@ func (k *keyLocks) lock(key string) (unlock func()) {
 		}
 		k.mu.Unlock()
 	}
+	select {
+	case l.held <- struct{}{}:
+	case <-giveUp:
+		release()
+		return nil, false
+	}
+	return func() {
+		<-l.held
+		release()
+	}, true
 }
 
 // inflight is the set of transactions some goroutine of this process is

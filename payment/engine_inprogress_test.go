@@ -1,0 +1,110 @@
+package payment_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/paybridge/caddy-paybridge/payment"
+)
+
+// Verification of a call the platform was told had failed holds the call
+// while it asks the PSP (status, then perhaps a void: up to 10 s each). A
+// repeat of the call that arrives meanwhile must not wait past its own
+// deadline: it is told, in time, that nothing was done and to send it
+// again, and it never reaches the PSP.
+func TestRepeatDuringVerificationAnswersInTime(t *testing.T) {
+	h := newHarness(t)
+	req := payment.Request{Kind: payment.Authorize, Key: "a", SourceToken: "tok_visa_2468", Amount: 700, Policy: slow}
+	h.loseAnswers()
+	wantRefusal(t, h.do(req), payment.KindUnavailable, payment.CodeGatewayUnavailable)
+	h.gw.setExecute(nil)
+
+	asked := make(chan struct{})
+	release := make(chan struct{})
+	h.gw.setStatus(func(ctx context.Context, op payment.Operation) (payment.Result, error) {
+		close(asked)
+		<-release // a PSP that takes its time
+		return h.sbx.Status(ctx, op)
+	})
+	h.clock.Advance(hReconcile)
+	verified := make(chan struct{})
+	go func() {
+		defer close(verified)
+		h.eng.ReconcileOnce(context.Background())
+	}()
+	select {
+	case <-asked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("verification never asked the PSP")
+	}
+
+	calls := len(h.gw.executions(payment.Authorize))
+	repeat := make(chan error, 1)
+	go func() {
+		_, err := tryDo(h.eng, context.Background(), req)
+		repeat <- err
+	}()
+	select {
+	case err := <-repeat:
+		if !errors.Is(err, payment.ErrCallInProgress) {
+			t.Errorf("repeat during verification: %v, want ErrCallInProgress", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the repeat (deadline %v) still waits for verification after 10 s", slow.Deadline)
+	}
+	if n := len(h.gw.executions(payment.Authorize)); n != calls {
+		t.Errorf("the repeat reached the PSP (%d authorize calls, %d before)", n, calls)
+	}
+
+	close(release)
+	<-verified
+	h.gw.setStatus(nil)
+	if len(h.ledgerOps("void")) != 1 {
+		t.Fatalf("verification did not void the authorization: %+v", h.ledgerEntries())
+	}
+	// Sent again once verification is done, it gets the call's outcome.
+	wantRefusal(t, h.do(req), payment.KindInvalidState, payment.CodeInvalidState)
+}
+
+// Two deliveries of one call arriving together still make one PSP call:
+// the second waits for the first (within its deadline) and gets its answer.
+func TestConcurrentDeliveryWaitsForTheFirst(t *testing.T) {
+	h := newHarness(t)
+	started := make(chan struct{})
+	release := make(chan struct{})
+	h.gw.setExecute(func(ctx context.Context, op payment.Operation) (payment.Result, error) {
+		close(started)
+		<-release
+		return h.sbx.Execute(ctx, op)
+	})
+	req := payment.Request{Kind: payment.Authorize, Key: "a", SourceToken: "tok_visa_4242", Amount: 700,
+		Policy: payment.Policy{Deadline: time.Minute}}
+	first := make(chan result, 1)
+	go func() {
+		r, err := tryDo(h.eng, context.Background(), req)
+		if err != nil {
+			t.Error(err)
+		}
+		first <- r
+	}()
+	<-started
+	second := make(chan result, 1)
+	go func() {
+		r, err := tryDo(h.eng, context.Background(), req)
+		if err != nil {
+			t.Error(err)
+		}
+		second <- r
+	}()
+	time.Sleep(20 * time.Millisecond) // let the second queue on the call
+	close(release)
+	a, b := <-first, <-second
+	if a.body.Token == "" || a.body.Token != b.body.Token || string(a.Body) != string(b.Body) {
+		t.Errorf("the deliveries got different answers:\n%s\n%s", a.Body, b.Body)
+	}
+	if n := len(h.gw.executions(payment.Authorize)); n != 1 {
+		t.Errorf("%d authorize calls at the PSP, want 1", n)
+	}
+}
