@@ -39,18 +39,24 @@ type loadGen struct {
 
 	requests, answers2xx, answers200, answers202 atomic.Int64
 	faults, answeredAfterFault, replays          atomic.Int64
+	told503                                      atomic.Int64 // answered 503: send it again
 	// abort makes clients give up at once: the test is ending early.
 	abort atomic.Bool
 }
 
 // send posts body until it gets an HTTP answer: a transport error (Caddy
 // killed mid-request, or down) is retried with the identical body, every
-// 50ms, for up to 40s. ok is false when it never got one.
+// 50ms, for up to 40s, and so is a 503, which says that nothing was done
+// and to send it again. ok is false when it never got one.
 func (l *loadGen) send(path string, body []byte) (r response, afterFault, ok bool) {
 	deadline := time.Now().Add(40 * time.Second)
 	for {
 		l.requests.Add(1)
 		r, err := post(l.client, l.c.base, path, body, s1)
+		if err == nil && r.Status == http.StatusServiceUnavailable {
+			l.told503.Add(1)
+			err = fmt.Errorf("503: %s", short(r.Body))
+		}
 		if err == nil {
 			return r, afterFault, true
 		}
@@ -342,6 +348,7 @@ func TestKill9UnderLoad(t *testing.T) {
 	fig.set("202", "%d", l.answers202.Load())
 	fig.set("transport_errors", "%d", l.faults.Load())
 	fig.set("answered_after_retry", "%d", l.answeredAfterFault.Load())
+	fig.set("told_503", "%d", l.told503.Load())
 	fig.set("replays", "%d", l.replays.Load())
 	fig.set("payments", "%d", len(checked))
 	fig.set("ledger_lines", "%d", len(entries))
