@@ -12,15 +12,7 @@ import (
 // scenario hit it in CI: Caddy could not start again, with every pending
 // payment behind it.
 func TestOpensAfterCrashLeftAnEmptyMemtableLog(t *testing.T) {
-	dir := t.TempDir()
-	s, err := Open(Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	put(t, s, newPayment("pay1"))
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	dir := closedStoreWithOnePayment(t)
 	mems, _ := filepath.Glob(filepath.Join(dir, "*.mem"))
 	// The crash's file is the one Badger would have created next.
 	empty := filepath.Join(dir, "00099.mem")
@@ -28,7 +20,7 @@ func TestOpensAfterCrashLeftAnEmptyMemtableLog(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s, err = Open(Options{Dir: dir})
+	s, err := Open(Options{Dir: dir})
 	if err != nil {
 		t.Fatalf("reopen with an empty memtable log beside %d others: %v", len(mems), err)
 	}
@@ -61,6 +53,24 @@ func TestLeavesEmptyMemtableLogOfARunningStore(t *testing.T) {
 
 // An empty value-log file, left the same way, is one Badger sizes itself.
 func TestOpensAfterCrashLeftAnEmptyValueLog(t *testing.T) {
+	dir := closedStoreWithOnePayment(t)
+	if err := os.WriteFile(filepath.Join(dir, "000099.vlog"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("reopen with an empty value log: %v", err)
+	}
+	defer s.Close()
+	if got := get(t, s, "pay1"); got.SourceToken != "src-pay1" {
+		t.Errorf("payment after reopen: %+v", got)
+	}
+}
+
+// closedStoreWithOnePayment returns the directory of a closed store that
+// holds payment "pay1".
+func closedStoreWithOnePayment(t *testing.T) string {
+	t.Helper()
 	dir := t.TempDir()
 	s, err := Open(Options{Dir: dir})
 	if err != nil {
@@ -70,15 +80,5 @@ func TestOpensAfterCrashLeftAnEmptyValueLog(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "000099.vlog"), nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s, err = Open(Options{Dir: dir})
-	if err != nil {
-		t.Fatalf("reopen with an empty value log: %v", err)
-	}
-	defer s.Close()
-	if got := get(t, s, "pay1"); got.SourceToken != "src-pay1" {
-		t.Errorf("payment after reopen: %+v", got)
-	}
+	return dir
 }
