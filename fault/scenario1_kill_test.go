@@ -54,8 +54,14 @@ func (l *loadGen) send(path string, body []byte) (r response, afterFault, ok boo
 		l.requests.Add(1)
 		r, err := post(l.client, l.c.base, path, body, s1)
 		if err == nil && r.Status == http.StatusServiceUnavailable {
+			// Not a fault: the kills are proven by transport errors only.
 			l.told503.Add(1)
-			err = fmt.Errorf("503: %s", short(r.Body))
+			if time.Now().After(deadline) {
+				l.probs.add("%s still answered 503 after 40s: %s", path, short(r.Body))
+				return response{}, afterFault, false
+			}
+			time.Sleep(50 * time.Millisecond)
+			continue
 		}
 		if err == nil {
 			return r, afterFault, true

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -121,5 +122,59 @@ func TestMagentoRepeatBehindFirstDeliveryIsAskedToRetry(t *testing.T) {
 	want := `{"jsonrpc":"2.0","id":"7","error":{"code":-32603,"message":"` + inProgressMessage + `"}}`
 	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "1" || w.Body.String() != want {
 		t.Fatalf("repeat behind the first delivery: %d Retry-After=%q\n got %s\nwant %s", w.Code, w.Header().Get("Retry-After"), w.Body, want)
+	}
+}
+
+// unreachableVault never answers a vault call before its deadline.
+type unreachableVault struct{ payment.Gateway }
+
+func (g unreachableVault) Vault(ctx context.Context, _ payment.VaultRequest) (payment.VaultResult, error) {
+	<-ctx.Done()
+	return payment.VaultResult{}, &payment.Fault{Err: errors.New("unreachable (test)")}
+}
+
+// Deliveries of one token call that queue behind each other while the PSP
+// does not answer each get an answer in about their deadline: a refused
+// vault call is not remembered, so each would otherwise make its own PSP
+// attempt after the one before, and the k-th would wait k deadlines.
+func TestCommerceLayerTokenDeliveriesQueueWithinTheirDeadline(t *testing.T) {
+	st, err := store.Open(store.Options{Dir: t.TempDir(), GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	sb, err := sandbox.New(sandbox.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, engine := engineOn(t, st, unreachableVault{sb})
+	h := testCommerceLayer()
+	h.Engine = engine
+	deadline := 400 * time.Millisecond
+	h.Policy = payment.Policy{Deadline: deadline}
+	body := mustJSON(t, clTokenDoc())
+	const n = 4
+	var wg sync.WaitGroup
+	took := make([]time.Duration, n)
+	codes := make([]int, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, signedRequest(http.MethodPost, "token", body, testSecret))
+			took[i], codes[i] = time.Since(start), w.Code
+		}()
+		time.Sleep(5 * time.Millisecond)
+	}
+	wg.Wait()
+	for i := range n {
+		if took[i] > 2*deadline {
+			t.Errorf("delivery %d answered %d after %v; its deadline is %v", i, codes[i], took[i], deadline)
+		}
+		if codes[i] != http.StatusBadGateway && codes[i] != http.StatusServiceUnavailable {
+			t.Errorf("delivery %d: HTTP %d, want 502 (PSP unreachable) or 503 (call in progress)", i, codes[i])
+		}
 	}
 }

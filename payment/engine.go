@@ -197,20 +197,13 @@ func (e *Engine) Do(ctx context.Context, req Request, render Render) (Answer, er
 	// would take the transaction for an orphan and run it again.
 	ctx = context.WithoutCancel(ctx)
 	start := e.now()
-	// A repeat waits for an earlier delivery of its call, which may be
-	// calling the PSP, or for the check of that call's outcome, which may
-	// call it twice (status, then void): never past the call's deadline,
-	// so the caller hears something in time and can send it again.
-	wait := time.NewTimer(req.Policy.deadline())
-	unlock, ok := e.keys.lockUntil(req.Key, wait.C)
-	wait.Stop()
+	unlock, budget, ok := e.keys.lockForCall(req.Key, req.Policy.deadline())
 	if !ok {
-		e.log.Warn("a delivery of a call waited out its deadline for an earlier one; it was asked to send it again",
-			zap.String("platform", req.Platform), zap.String("handler", req.Handler),
-			zap.String("action", string(req.Kind)))
+		e.logInProgress(req.Platform, req.Handler, string(req.Kind))
 		return Answer{}, ErrCallInProgress
 	}
 	defer unlock()
+	req.Policy.Deadline = budget
 
 	ans, out, err := e.do(ctx, req, render)
 	if err != nil {
@@ -831,6 +824,12 @@ func (e *Engine) enqueue(tx Tx, p *Payment, t *Transaction, now time.Time) error
 	}
 	t.Notify = false
 	return tx.Enqueue(&Message{Kind: p.Platform, Target: p.Handler, PaymentID: p.ID, Body: body, CreatedAt: now})
+}
+
+// logInProgress notes a delivery sent back with ErrCallInProgress.
+func (e *Engine) logInProgress(platform, handler, action string) {
+	e.log.Warn("a delivery of a call waited out its deadline for an earlier one; it was asked to send it again",
+		zap.String("platform", platform), zap.String("handler", handler), zap.String("action", action))
 }
 
 func (e *Engine) logOutcome(req Request, out Verdict, start time.Time) {

@@ -3,6 +3,7 @@ package payment_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,5 +107,85 @@ func TestConcurrentDeliveryWaitsForTheFirst(t *testing.T) {
 	}
 	if n := len(h.gw.executions(payment.Authorize)); n != 1 {
 		t.Errorf("%d authorize calls at the PSP, want 1", n)
+	}
+}
+
+// A delivery arriving just after the first, whose PSP then takes the whole
+// deadline, gets the first's answer: it waits for the first's commits too,
+// not only for the deadline.
+func TestRepeatArrivingTogetherGetsTheFirstAnswer(t *testing.T) {
+	h := newHarness(t)
+	entered := make(chan struct{}, 1)
+	h.gw.setExecute(func(ctx context.Context, op payment.Operation) (payment.Result, error) {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-ctx.Done() // a PSP that never answers
+		return payment.Result{}, &payment.Fault{Err: ctx.Err()}
+	})
+	req := payment.Request{Kind: payment.Authorize, Key: "a", SourceToken: "tok_visa_4242", Amount: 700,
+		Policy: payment.Policy{Deadline: 2 * time.Second, Async: true}}
+	first := make(chan result, 1)
+	go func() {
+		r, err := tryDo(h.eng, context.Background(), req)
+		if err != nil {
+			t.Error(err)
+		}
+		first <- r
+	}()
+	<-entered
+	second, err := tryDo(h.eng, context.Background(), req)
+	if err != nil {
+		t.Fatalf("the delivery right behind the first: %v", err)
+	}
+	if a := <-first; string(a.Body) != string(second.Body) || a.Status != second.Status {
+		t.Errorf("the deliveries got different answers:\n%d %s\n%d %s", a.Status, a.Body, second.Status, second.Body)
+	}
+}
+
+// A delivery that waited for a first one that was refused (which is not
+// remembered) makes its own PSP attempt, within what is left of its own
+// deadline (at least an eighth of it), not a whole deadline more.
+func TestRepeatBehindARefusedFirstKeepsToItsDeadline(t *testing.T) {
+	h := newHarness(t)
+	d := 400 * time.Millisecond
+	entered := make(chan struct{})
+	var calls atomic.Int32
+	var repeatEnds time.Time
+	repeatArrived := make(chan time.Time, 1)
+	h.gw.setExecute(func(ctx context.Context, op payment.Operation) (payment.Result, error) {
+		if calls.Add(1) == 1 {
+			close(entered)
+		} else {
+			repeatEnds, _ = ctx.Deadline()
+		}
+		<-ctx.Done()
+		return payment.Result{}, &payment.Fault{Err: ctx.Err()} // never sent: a plain refusal
+	})
+	req := payment.Request{Kind: payment.Authorize, Key: "a", SourceToken: "tok_visa_4242", Amount: 700,
+		Policy: payment.Policy{Deadline: d}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := tryDo(h.eng, context.Background(), req); err != nil {
+			t.Error(err)
+		}
+	}()
+	<-entered
+	time.Sleep(d / 2)
+	repeatArrived <- time.Now()
+	r, err := tryDo(h.eng, context.Background(), req)
+	<-done
+	if err != nil {
+		t.Fatalf("repeat: %v", err)
+	}
+	wantRefusal(t, r, payment.KindUnavailable, payment.CodeGatewayUnavailable)
+	if repeatEnds.IsZero() {
+		t.Fatal("the repeat made no PSP attempt of its own")
+	}
+	if bound := (<-repeatArrived).Add(d + d/4); repeatEnds.After(bound) {
+		t.Errorf("the repeat's PSP attempts may run until %v after it arrived; its deadline is %v (+ two eighths)",
+			repeatEnds.Sub(bound)+d+d/4, d)
 	}
 }

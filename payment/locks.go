@@ -58,6 +58,28 @@ func (k *keyLocks) lockUntil(key string, giveUp <-chan time.Time) (unlock func()
 	}, true
 }
 
+// lockForCall takes the lock of a platform call's key for a delivery with
+// the given deadline. The lock may be held by an earlier delivery of the
+// call, for its PSP attempts (up to their deadline) and two commits, or by
+// the check of its outcome at the PSP, which may take two PSP calls
+// (status, then void). A delivery waits for it at most the deadline and an
+// eighth: enough to get the answer of a delivery that arrived at the same
+// moment and ran to its deadline, and never so long that its caller hears
+// nothing in time (ok false: nothing was done). budget is what is left of
+// the deadline for the delivery's own PSP attempts, should it need any (the
+// earlier delivery was refused, which is not remembered); at least an
+// eighth of it, so that an attempt has time to reach the PSP.
+func (k *keyLocks) lockForCall(key string, deadline time.Duration) (unlock func(), budget time.Duration, ok bool) {
+	arrived := time.Now()
+	grace := deadline / 8
+	limit := time.NewTimer(deadline + grace)
+	defer limit.Stop()
+	if unlock, ok = k.lockUntil(key, limit.C); !ok {
+		return nil, 0, false
+	}
+	return unlock, max(grace, min(deadline, deadline+grace-time.Since(arrived))), true
+}
+
 // inflight is the set of transactions some goroutine of this process is
 // working on; a non-final transaction outside it is an orphan of a crash.
 type inflight struct {

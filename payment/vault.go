@@ -28,8 +28,13 @@ func (e *Engine) Vault(ctx context.Context, c VaultCall, render VaultRender) (An
 		return Answer{}, ErrNotReady
 	}
 	ctx = context.WithoutCancel(ctx) // a saved source must be remembered, see Do
-	unlock := e.keys.lock(c.Key)
+	unlock, budget, ok := e.keys.lockForCall(c.Key, Policy{Deadline: c.Deadline}.deadline())
+	if !ok {
+		e.logInProgress(c.Platform, c.Handler, "token")
+		return Answer{}, ErrCallInProgress
+	}
 	defer unlock()
+	c.Deadline = budget
 	rec, err := e.idempotency(ctx, c.Key)
 	if err != nil {
 		return Answer{}, err

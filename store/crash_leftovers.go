@@ -12,10 +12,11 @@ import (
 // removeEmptyLogs deletes the empty logs a crash can leave behind. Badger
 // creates a memtable's (.mem) or the value log's (.vlog) file and only
 // then sizes it; a kill -9 between the two leaves a zero-length file,
-// which Badger's Open treats as fatal every time after
-// (dgraph-io/badger#2207), so Caddy could never start again. An empty log
-// holds no write and nothing can point into it, so deleting it loses
-// nothing.
+// on which Badger's Open fails (dgraph-io/badger#2207), so the first
+// start after the crash fails. (That failed Open sizes the file, so a
+// second start would get through, but only where something restarts
+// Caddy.) An empty log holds no write and nothing can point into it, so
+// deleting it loses nothing.
 //
 // It runs only while holding Badger's own directory lock, so it can never
 // delete the log another running process has just created; if the lock

@@ -7,10 +7,9 @@ import (
 )
 
 // A kill -9 between Badger creating a memtable's log file and sizing it
-// leaves an empty .mem file, and Badger then refuses to open the
-// directory at all (dgraph-io/badger#2207). The fault suite's kill -9
-// scenario hit it in CI: Caddy could not start again, with every pending
-// payment behind it.
+// leaves an empty .mem file, on which Badger's Open fails
+// (dgraph-io/badger#2207). The fault suite's kill -9 scenario hit it in
+// CI: Caddy's start after the crash failed.
 func TestOpensAfterCrashLeftAnEmptyMemtableLog(t *testing.T) {
 	dir := closedStoreWithOnePayment(t)
 	mems, _ := filepath.Glob(filepath.Join(dir, "*.mem"))
