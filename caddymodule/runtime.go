@@ -25,6 +25,8 @@ type runtime struct {
 	store  *store.Store
 	engine *payment.Engine
 	worker *delivery.Worker
+	// cancel stops the background work (startBackground); nil while it
+	// is not running. Guarded by startedMu.
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	// current is the newest started config: gateways, handler names, URLs
@@ -103,12 +105,32 @@ func openRuntime(a *App) (*runtime, error) {
 		MinBackoff: time.Duration(a.RetryBackoffMin),
 		MaxBackoff: time.Duration(a.RetryBackoffMax),
 	}
+	return rt, nil
+}
+
+// startBackground starts the reconciler and the delivery worker, unless
+// they run; the caller holds startedMu. They run only while a config is
+// started: gateways, URLs and settings are looked up in the current config,
+// and a reconcile pass without one would take the missing gateway for an
+// unreachable PSP and back off (after a restart, a pending payment waited
+// up to a minute for its next look) or give up on an overdue operation.
+func (rt *runtime) startBackground() {
+	if rt.cancel != nil {
+		return
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	rt.cancel = cancel
 	rt.wg.Add(2)
 	go func() { defer rt.wg.Done(); rt.engine.Run(ctx) }()
 	go func() { defer rt.wg.Done(); rt.worker.Run(ctx) }()
-	return rt, nil
+}
+
+// stopBackground stops them without waiting; the caller holds startedMu.
+func (rt *runtime) stopBackground() {
+	if rt.cancel != nil {
+		rt.cancel()
+		rt.cancel = nil
+	}
 }
 
 // Destruct stops the workers and closes the store, when the last config
@@ -126,7 +148,9 @@ func (rt *runtime) Destruct() error {
 			a.logger.Error("closing the payment store with requests still in flight")
 		}
 	}
-	rt.cancel()
+	rt.startedMu.Lock()
+	rt.stopBackground()
+	rt.startedMu.Unlock()
 	rt.wg.Wait()
 	return rt.store.Close()
 }
@@ -135,6 +159,7 @@ func (rt *runtime) serve(a *App) {
 	rt.startedMu.Lock()
 	rt.started = append(rt.started, a)
 	rt.current.Store(a)
+	rt.startBackground()
 	rt.startedMu.Unlock()
 	rt.engine.Kick()
 	rt.worker.Kick()
@@ -156,6 +181,7 @@ func (rt *runtime) leave(a *App) {
 		rt.current.Store(rt.started[n-1])
 	} else {
 		rt.current.Store(nil)
+		rt.stopBackground()
 	}
 	rt.startedMu.Unlock()
 	rt.engine.Kick()
