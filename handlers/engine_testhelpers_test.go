@@ -18,6 +18,13 @@ func (o oneGateway) Gateway(name string) (payment.Gateway, bool) { return o.g, n
 // gateway "default".
 func sandboxEngine(t *testing.T) (*store.Store, func(context.Context) (*payment.Engine, error)) {
 	t.Helper()
+	return sandboxEngineAround(t, nil)
+}
+
+// sandboxEngineAround is sandboxEngine with wrap(sandbox) as gateway
+// "default" (the sandbox itself when wrap is nil).
+func sandboxEngineAround(t *testing.T, wrap func(payment.Gateway) payment.Gateway) (*store.Store, func(context.Context) (*payment.Engine, error)) {
+	t.Helper()
 	st, err := store.Open(store.Options{Dir: t.TempDir(), GCInterval: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -27,11 +34,10 @@ func sandboxEngine(t *testing.T) (*store.Store, func(context.Context) (*payment.
 	if err != nil {
 		t.Fatal(err)
 	}
-	return engineOn(t, st, sb)
-}
-
-// engineOn is a real engine on st, with gw as gateway "default".
-func engineOn(t *testing.T, st *store.Store, gw payment.Gateway) (*store.Store, func(context.Context) (*payment.Engine, error)) {
+	var gw payment.Gateway = sb
+	if wrap != nil {
+		gw = wrap(sb)
+	}
 	e := payment.New(payment.Config{Store: st, Gateways: oneGateway{gw}})
 	e.RegisterNotifier(PlatformCommerceLayer, CommerceLayerCallback)
 	e.RegisterNotifier(PlatformMagento, MagentoNotification)

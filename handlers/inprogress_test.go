@@ -13,10 +13,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/paybridge/caddy-paybridge/adapters/sandbox"
 	"github.com/paybridge/caddy-paybridge/payment"
 	"github.com/paybridge/caddy-paybridge/signature"
-	"github.com/paybridge/caddy-paybridge/store"
 )
 
 // heldGateway is the sandbox, except that Execute waits, past any
@@ -37,17 +35,11 @@ func (g *heldGateway) Execute(ctx context.Context, op payment.Operation) (paymen
 
 func heldEngine(t *testing.T) (*heldGateway, func(context.Context) (*payment.Engine, error)) {
 	t.Helper()
-	st, err := store.Open(store.Options{Dir: t.TempDir(), GCInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	sb, err := sandbox.New(sandbox.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &heldGateway{Gateway: sb, entered: make(chan struct{}), release: make(chan struct{})}
-	_, engine := engineOn(t, st, g)
+	var g *heldGateway
+	_, engine := sandboxEngineAround(t, func(sb payment.Gateway) payment.Gateway {
+		g = &heldGateway{Gateway: sb, entered: make(chan struct{}), release: make(chan struct{})}
+		return g
+	})
 	return g, engine
 }
 
@@ -138,16 +130,7 @@ func (g unreachableVault) Vault(ctx context.Context, _ payment.VaultRequest) (pa
 // vault call is not remembered, so each would otherwise make its own PSP
 // attempt after the one before, and the k-th would wait k deadlines.
 func TestCommerceLayerTokenDeliveriesQueueWithinTheirDeadline(t *testing.T) {
-	st, err := store.Open(store.Options{Dir: t.TempDir(), GCInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	sb, err := sandbox.New(sandbox.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, engine := engineOn(t, st, unreachableVault{sb})
+	_, engine := sandboxEngineAround(t, func(sb payment.Gateway) payment.Gateway { return unreachableVault{sb} })
 	h := testCommerceLayer()
 	h.Engine = engine
 	deadline := 400 * time.Millisecond

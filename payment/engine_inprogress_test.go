@@ -82,23 +82,9 @@ func TestConcurrentDeliveryWaitsForTheFirst(t *testing.T) {
 	})
 	req := payment.Request{Kind: payment.Authorize, Key: "a", SourceToken: "tok_visa_4242", Amount: 700,
 		Policy: payment.Policy{Deadline: time.Minute}}
-	first := make(chan result, 1)
-	go func() {
-		r, err := tryDo(h.eng, context.Background(), req)
-		if err != nil {
-			t.Error(err)
-		}
-		first <- r
-	}()
+	first := goDo(t, h.eng, req)
 	<-started
-	second := make(chan result, 1)
-	go func() {
-		r, err := tryDo(h.eng, context.Background(), req)
-		if err != nil {
-			t.Error(err)
-		}
-		second <- r
-	}()
+	second := goDo(t, h.eng, req)
 	time.Sleep(20 * time.Millisecond) // let the second queue on the call
 	close(release)
 	a, b := <-first, <-second
@@ -126,14 +112,7 @@ func TestRepeatArrivingTogetherGetsTheFirstAnswer(t *testing.T) {
 	})
 	req := payment.Request{Kind: payment.Authorize, Key: "a", SourceToken: "tok_visa_4242", Amount: 700,
 		Policy: payment.Policy{Deadline: 2 * time.Second, Async: true}}
-	first := make(chan result, 1)
-	go func() {
-		r, err := tryDo(h.eng, context.Background(), req)
-		if err != nil {
-			t.Error(err)
-		}
-		first <- r
-	}()
+	first := goDo(t, h.eng, req)
 	<-entered
 	second, err := tryDo(h.eng, context.Background(), req)
 	if err != nil {
@@ -188,4 +167,17 @@ func TestRepeatBehindARefusedFirstKeepsToItsDeadline(t *testing.T) {
 		t.Errorf("the repeat's PSP attempts may run until %v after it arrived; its deadline is %v (+ two eighths)",
 			repeatEnds.Sub(bound)+d+d/4, d)
 	}
+}
+
+// goDo runs req in a goroutine; its result arrives on the channel.
+func goDo(t *testing.T, eng *payment.Engine, req payment.Request) <-chan result {
+	out := make(chan result, 1)
+	go func() {
+		r, err := tryDo(eng, context.Background(), req)
+		if err != nil {
+			t.Error(err)
+		}
+		out <- r
+	}()
+	return out
 }
