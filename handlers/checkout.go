@@ -126,7 +126,7 @@ func (g *GatewayRoutes) serveCheckout(w http.ResponseWriter, r *http.Request, id
 		Policy: payment.Policy{Async: true},
 	}, renderConfirm)
 	if errors.Is(err, payment.ErrCallInProgress) {
-		w.Header().Set("Retry-After", "1")
+		unavailableHeader(w)
 		fail(http.StatusServiceUnavailable, inProgressMessage)
 		return
 	}
